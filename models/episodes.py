@@ -1,0 +1,67 @@
+"""Episodes (one task's support and query sets) and the problem a model solves."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import Tensor
+
+Split = Literal["train", "val", "test"]
+OutputKind = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One task: a labelled support set to adapt on and a query set to score on.
+
+    Classification labels are class indices 0..n-1 (int64); regression targets are float
+    tensors of shape [n, output_dim].
+    """
+
+    support_x: Tensor  # [n_support, *input_shape]
+    support_y: Tensor  # [n_support] or [n_support, output_dim]
+    query_x: Tensor  # [n_query, *input_shape]
+    query_y: Tensor  # [n_query] or [n_query, output_dim]
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """How an image file becomes a model input, identical in training and serving."""
+
+    size: int = 28
+    invert: bool = True  # Omniglot draws dark strokes on white; the network sees strokes as 1
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """What a model takes and gives: the contract between a dataset, a learner and the API."""
+
+    input_shape: tuple[int, ...]
+    output: OutputKind
+    n_way: int = 0  # classes per task (classification)
+    output_dim: int = 1  # target size (regression)
+    image: ImageFormat | None = field(default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProblemSpec:
+        image = data.get("image")
+        return cls(
+            input_shape=tuple(data["input_shape"]),
+            output=data["output"],
+            n_way=int(data.get("n_way", 0)),
+            output_dim=int(data.get("output_dim", 1)),
+            image=ImageFormat(**image) if image else None,
+        )
+
+
+class TaskFamily(Protocol):
+    """A distribution over tasks, split so that meta-test tasks never appear in training."""
+
+    spec: ProblemSpec
+
+    def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]: ...

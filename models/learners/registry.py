@@ -1,0 +1,32 @@
+"""Algorithm names to learner classes, and construction from JSON-safe configs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from models.episodes import ProblemSpec
+from models.learners.base import Learner, Params
+from models.learners.maml import MAML
+
+LEARNERS: dict[str, type[Learner]] = {cls.algorithm: cls for cls in (MAML,)}
+
+
+def build_learner(algorithm: str, spec: ProblemSpec, config: Any) -> Learner:
+    try:
+        cls = LEARNERS[algorithm]
+    except KeyError:
+        raise ValueError(f"unknown algorithm {algorithm!r}; known: {', '.join(sorted(LEARNERS))}") from None
+    if isinstance(config, dict):
+        config = cls.config_class(**config)
+    return cls(spec, config)
+
+
+def load_learner(algorithm: str, spec: ProblemSpec, config: dict[str, Any], theta: Params) -> Learner:
+    learner = build_learner(algorithm, spec, config)
+    learner.load_state(theta)
+    return learner
+
+
+def config_to_json(config: Any) -> dict[str, Any]:
+    return asdict(config)

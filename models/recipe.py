@@ -1,0 +1,146 @@
+"""A job's recipe: which tasks, which learner, which settings, validated and with defaults."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from models.episodes import TaskFamily
+from models.learners.registry import LEARNERS
+from models.omniglot import OmniglotTasks, load_omniglot, split_characters
+from models.sinusoid import SinusoidTasks
+
+DATASETS = ("sinusoid", "omniglot")
+MAX_STEPS = 1_000_000
+
+
+class ConfigError(ValueError):
+    """A job configuration that cannot run; `param` names the offending key."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass
+class TrainingConfig:
+    steps: int = 2000  # outer updates
+    meta_batch_size: int = 25  # tasks per outer update
+    n_way: int = 5  # classes per task (classification)
+    k_shot: int = 1  # support examples per class (points per task for regression)
+    k_query: int = 15  # query examples per class (points per task for regression)
+    seed: int = 0
+    eval_episodes: int = 600  # meta-test tasks scored when training ends
+    split_by: Literal["character", "alphabet"] = "character"
+    rotations: bool = False  # Omniglot: rotated characters as extra classes
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.steps <= MAX_STEPS:
+            raise ConfigError(f"steps must be between 1 and {MAX_STEPS}", "steps")
+        if not 1 <= self.meta_batch_size <= 1024:
+            raise ConfigError("meta_batch_size must be between 1 and 1024", "meta_batch_size")
+        if not 2 <= self.n_way <= 100:
+            raise ConfigError("n_way must be between 2 and 100", "n_way")
+        if not 1 <= self.k_shot <= 1000 or not 1 <= self.k_query <= 1000:
+            raise ConfigError("k_shot and k_query must be between 1 and 1000", "k_shot")
+        if not 1 <= self.eval_episodes <= 100_000:
+            raise ConfigError("eval_episodes must be between 1 and 100000", "eval_episodes")
+        if self.split_by not in ("character", "alphabet"):
+            raise ConfigError("split_by must be 'character' or 'alphabet'", "split_by")
+
+
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sinusoid": {"k_shot": 10, "k_query": 10, "meta_batch_size": 25, "inner_lr": 0.01},
+    "omniglot": {"n_way": 5, "k_shot": 1, "k_query": 15, "meta_batch_size": 32, "inner_lr": 0.4},
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    algorithm: str
+    dataset: str
+    training: TrainingConfig
+    learner: Any  # the learner's config dataclass
+
+    def to_json(self) -> dict[str, Any]:
+        """The full configuration, defaults filled in, as one flat dict."""
+        return {**asdict(self.training), **asdict(self.learner)}
+
+    def learner_json(self) -> dict[str, Any]:
+        return asdict(self.learner)
+
+
+def resolve(algorithm: str, dataset: str, config: dict[str, Any]) -> Recipe:
+    """Validate a job's (algorithm, dataset, config) and fill defaults; raises ConfigError."""
+    if algorithm not in LEARNERS:
+        raise ConfigError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(sorted(LEARNERS))}", "algorithm")
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}", "dataset")
+    learner_cls = LEARNERS[algorithm].config_class
+    train_keys = {f.name for f in fields(TrainingConfig)}
+    learner_keys = {f.name for f in fields(learner_cls)}
+    unknown = sorted(set(config) - train_keys - learner_keys)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {unknown[0]!r} for {algorithm}; known keys: {', '.join(sorted(train_keys | learner_keys))}",
+            f"config.{unknown[0]}",
+        )
+    merged = {**DATASET_DEFAULTS[dataset], **config}
+    training = _build(TrainingConfig, {k: v for k, v in merged.items() if k in train_keys})
+    learner = _build(learner_cls, {k: v for k, v in merged.items() if k in learner_keys})
+    return Recipe(algorithm, dataset, training, learner)
+
+
+def _build(cls: type, values: dict[str, Any]) -> Any:
+    for f in fields(cls):
+        if f.name in values:
+            _check_type(f.name, values[f.name], f.type)
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def _check_type(name: str, value: Any, annotation: Any) -> None:
+    text = str(annotation)
+    ok = True
+    if text.startswith("int"):
+        ok = isinstance(value, int) and not isinstance(value, bool) or (value is None and "None" in text)
+    elif text.startswith("float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif text == "bool":
+        ok = isinstance(value, bool)
+    elif text.startswith("list[int]"):
+        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    elif text.startswith("Literal"):
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(f"config.{name} must be of type {text}, got {value!r}", f"config.{name}")
+
+
+@dataclass(frozen=True)
+class DataSources:
+    """Where datasets live on this machine (the caller reads them from its settings)."""
+
+    omniglot_dir: Path
+    cache_dir: Path | None = None
+
+
+def build_tasks(recipe: Recipe, sources: DataSources) -> TaskFamily:
+    cfg = recipe.training
+    if recipe.dataset == "sinusoid":
+        return SinusoidTasks(k_support=cfg.k_shot, k_query=cfg.k_query)
+    if recipe.dataset == "omniglot":
+        data = _omniglot(sources.omniglot_dir, sources.cache_dir)
+        splits = split_characters(data, by=cfg.split_by, seed=cfg.seed)
+        return OmniglotTasks(data, splits, cfg.n_way, cfg.k_shot, cfg.k_query, cfg.rotations)
+    raise ConfigError(f"unknown dataset {recipe.dataset!r}", "dataset")
+
+
+@functools.lru_cache(maxsize=4)
+def _omniglot(root: Path, cache_dir: Path | None):  # type: ignore[no-untyped-def]
+    return load_omniglot(root, cache_dir)

@@ -1,0 +1,67 @@
+"""The meta-training loop and meta-test evaluation, reporting through callbacks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from models.episodes import Split, TaskFamily
+from models.learners.base import AdaptOptions, Learner
+
+# on_step(step, total_steps, metrics) is called after every outer update; raising from it
+# (for example to cancel) stops training.
+StepCallback = Callable[[int, int, dict[str, float]], None]
+
+TEST_SEED_OFFSET = 1_000_003  # meta-test tasks are drawn from a generator apart from training's
+
+
+def meta_train(
+    learner: Learner,
+    tasks: TaskFamily,
+    steps: int,
+    meta_batch_size: int,
+    seed: int,
+    on_step: StepCallback | None = None,
+    start_step: int = 0,
+) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    for step in range(start_step + 1, steps + 1):
+        episodes = tasks.sample("train", meta_batch_size, generator)
+        metrics = learner.meta_train_step(episodes)
+        if on_step is not None:
+            on_step(step, steps, metrics)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metric: str  # "accuracy" or "mse"
+    mean: float
+    ci95: float  # half-width of the 95% confidence interval over episodes
+    episodes: int
+
+    def to_json(self) -> dict[str, float | int | str]:
+        return {self.metric: self.mean, f"{self.metric}_ci95": self.ci95, "episodes": self.episodes}
+
+
+def evaluate(
+    learner: Learner,
+    tasks: TaskFamily,
+    episodes: int,
+    seed: int,
+    split: Split = "test",
+    options: AdaptOptions | None = None,
+) -> Evaluation:
+    """Mean query metric over a fixed set of `episodes` tasks of `split`, adapted one by one."""
+    generator = torch.Generator().manual_seed(seed + TEST_SEED_OFFSET)
+    values: list[float] = []
+    metric = "accuracy" if learner.spec.output == "classification" else "mse"
+    for ep in tasks.sample(split, episodes, generator):
+        phi = learner.adapt(ep.support_x, ep.support_y, options)
+        values.append(learner.score(learner.predict(phi, ep.query_x), ep.query_y)[metric])
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
+    return Evaluation(metric, mean, 1.96 * math.sqrt(var / len(values)), len(values))

@@ -1,0 +1,50 @@
+"""Every injectable, declared once as an Annotated alias and reused in signatures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from service.predictor import Predictor
+from store.artifacts import ArtifactStore
+from store.db import session_factory
+from store.settings import Settings
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def _session(request: Request) -> Iterator[Session]:
+    session = session_factory(request.app.state.settings.sqlalchemy_url)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _artifacts(request: Request) -> ArtifactStore:
+    return request.app.state.artifacts  # type: ignore[no-any-return]
+
+
+def _queue(request: Request) -> Celery:
+    return request.app.state.celery  # type: ignore[no-any-return]
+
+
+def _predictor(request: Request) -> Predictor:
+    return request.app.state.predictor  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionDep = Annotated[Session, Depends(_session)]
+ArtifactsDep = Annotated[ArtifactStore, Depends(_artifacts)]
+QueueDep = Annotated[Celery, Depends(_queue)]
+PredictorDep = Annotated[Predictor, Depends(_predictor)]

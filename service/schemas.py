@@ -1,0 +1,119 @@
+"""Request and response bodies of API v1, named by role (Create, Public, ...)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    code: str
+    message: str
+    param: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    algorithm: str = Field(examples=["maml"])
+    dataset: str = Field(examples=["sinusoid"])
+    config: dict[str, Any] = Field(default_factory=dict, examples=[{"steps": 1000}])
+
+
+class JobProgress(BaseModel):
+    step: int
+    total_steps: int
+    metrics: dict[str, Any]
+
+
+class JobPublic(BaseModel):
+    object: Literal["job"] = "job"
+    id: str
+    algorithm: str
+    dataset: str
+    config: dict[str, Any]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    progress: JobProgress
+    model_id: str | None
+    error: str | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobsPublic(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[JobPublic]
+    has_more: bool
+
+
+class ModelPublic(BaseModel):
+    object: Literal["model"] = "model"
+    id: str
+    job_id: str
+    algorithm: str
+    dataset: str
+    input_shape: list[int]
+    output: Literal["classification", "regression"]
+    ways: int | None
+    output_dim: int | None
+    accepts_images: bool
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+class SupportSet(BaseModel):
+    inputs: list[Any] = Field(description="nested lists of numbers in the model's input shape, or base64 PNG/JPEG")
+    labels: list[Any] = Field(description="class labels (strings or integers) or regression targets")
+
+
+class AdaptationOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inner_steps: int | None = Field(default=None, ge=0, le=100)
+    inner_lr: float | None = Field(default=None, gt=0, le=10)
+
+
+class TaskCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    support: SupportSet
+    options: AdaptationOptions = Field(default_factory=AdaptationOptions)
+    wait: bool = Field(default=True, description="wait for the adaptation (201) or answer at once (202)")
+
+
+class TaskPublic(BaseModel):
+    object: Literal["task"] = "task"
+    id: str
+    model_id: str
+    status: Literal["adapting", "ready", "failed"]
+    labels: list[Any] | None
+    support_size: int
+    options: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    ready_at: datetime | None
+
+
+class PredictionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[Any]
+
+
+class PredictionsPublic(BaseModel):
+    object: Literal["predictions"] = "predictions"
+    task_id: str
+    predictions: list[Any]
+    probabilities: list[list[float]] | None = None
+    labels: list[Any] | None = None
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

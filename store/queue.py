@@ -1,0 +1,40 @@
+"""The Celery configuration the API (sender) and the workers (consumers) share.
+
+Messages are JSON and carry ids only; tensors go through the artifact store.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from store.settings import Settings
+
+TRAIN_QUEUE = "train"
+ADAPT_QUEUE = "adapt"
+TRAIN_JOB = "fewshot.train_job"
+ADAPT_TASK = "fewshot.adapt_task"
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("fewshot", broker=settings.broker_url, backend=settings.broker_url)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_queues=(Queue(TRAIN_QUEUE), Queue(ADAPT_QUEUE)),
+        task_default_queue=TRAIN_QUEUE,
+        task_routes={TRAIN_JOB: {"queue": TRAIN_QUEUE}, ADAPT_TASK: {"queue": ADAPT_QUEUE}},
+        # A job is acknowledged when it ends, not when it starts, and comes back if the
+        # process running it dies; the job ledger in SQL decides whether it runs again.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": 12 * 3600},
+        result_expires=3600,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return app

@@ -1,0 +1,1 @@
+"""Celery workers: meta-training jobs and adaptations, run by plain pipeline functions."""

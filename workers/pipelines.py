@@ -71,8 +71,9 @@ def train_job(job_id: str, settings: Settings) -> str | None:
     try:
         recipe = resolve(algorithm, dataset, config)
         tasks = build_tasks(recipe, DataSources(settings.omniglot_path, settings.cache_dir))
-        learner = build_learner(algorithm, tasks.spec, recipe.learner)
         cfg = recipe.training
+        torch.manual_seed(cfg.seed)  # the initial theta is part of the seeded run
+        learner = build_learner(algorithm, tasks.spec, recipe.learner)
         meta_train(learner, tasks, cfg.steps, cfg.meta_batch_size, cfg.seed, ProgressRecorder(job_id, url))
         metrics = _evaluate(learner, tasks, recipe)
         model_id = new_id("mdl")

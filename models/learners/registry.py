@@ -9,7 +9,11 @@ from models.episodes import ProblemSpec
 from models.learners.base import Learner, Params
 from models.learners.maml import MAML
 
-LEARNERS: dict[str, type[Learner]] = {cls.algorithm: cls for cls in (MAML,)}
+# One entry per learner class; the API's `algorithm` values are their `algorithm` names.
+LEARNER_CLASSES: list[type[Learner]] = [
+    MAML,
+]
+LEARNERS: dict[str, type[Learner]] = {cls.algorithm: cls for cls in LEARNER_CLASSES}
 
 
 def build_learner(algorithm: str, spec: ProblemSpec, config: Any) -> Learner:

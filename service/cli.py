@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,10 @@ def _setup(data_dir: Path | None) -> None:
     for key, value in THREAD_ENV.items():  # before torch is imported in this process
         os.environ.setdefault(key, value)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @cli.command()
@@ -53,6 +58,9 @@ def serve(
         supervisor.start_worker("adapt")
         supervisor.watch()
         typer.echo(f"fewshot API on http://{host}:{port} (data in {settings.data_dir.resolve()})")
+        # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM's default
+        # action would then kill this process before the workers and Redis are stopped.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.run(app, host=host, port=port, log_level="info")
     finally:
         supervisor.stop()

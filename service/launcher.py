@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: Linux sends it SIGTERM when `fewshot serve` dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -52,18 +61,25 @@ class Child:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         out = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         out.close()
         log.info("started %s (pid %d), log in %s", self.name, self.process.pid, self.log_path)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float) -> None:
-        if not self.alive():
+    def terminate(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> None:
+        """Wait for a terminated child; kill its process group when it takes too long."""
+        if self.process is None:
             return
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -121,6 +137,14 @@ class Supervisor:
         threading.Thread(target=loop, name="supervisor", daemon=True).start()
 
     def stop(self) -> None:
+        """Workers first (all at once), Redis last."""
         self._stopping.set()
-        for child in reversed(self.children):  # workers first, Redis last
-            child.stop(timeout=10)
+        workers = [c for c in self.children if c.name != "redis"]
+        for child in workers:
+            child.terminate()
+        for child in workers:
+            child.wait(timeout=10)
+        for child in self.children:
+            if child.name == "redis":
+                child.terminate()
+                child.wait(timeout=10)

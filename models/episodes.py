@@ -59,6 +59,17 @@ class ProblemSpec:
         )
 
 
+@dataclass(frozen=True)
+class SupervisedBatch:
+    """Examples of the train split with global labels: class ids over all its classes (0..n_classes-1)
+    for classification, targets for regression (n_classes 0). Pretraining data of the fine-tuning
+    baseline; families that offer it have `supervised_batch(size, generator)`."""
+
+    x: Tensor  # [B, *input_shape]
+    y: Tensor  # [B] int64 or [B, output_dim]
+    n_classes: int
+
+
 class TaskFamily(Protocol):
     """A distribution over tasks, split so that meta-test tasks never appear in training."""
 

@@ -15,26 +15,43 @@ class BatchNorm(nn.Module):
     Always uses the statistics of the batch it sees, in training and at test time, as the
     MAML paper evaluates (transductive over a task's support or query set). Written from
     primitives because `nn.BatchNorm2d` under `vmap` gave wrong second-order gradients.
+
+    With running_stats=True (learners without an inner loop: ProtoNet, fine-tuning), training
+    mode also keeps running averages, and eval mode normalises with them, so a batch of one
+    image is scored as it would be in any batch.
     """
 
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+    def __init__(self, channels: int, eps: float = 1e-5, running_stats: bool = False, momentum: float = 0.1) -> None:
         super().__init__()
         self.eps = eps
+        self.momentum = momentum
+        self.running_stats = running_stats
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
+        if running_stats:
+            self.register_buffer("running_mean", torch.zeros(channels))
+            self.register_buffer("running_var", torch.ones(channels))
 
     def forward(self, x: Tensor) -> Tensor:  # x: [B, C, H, W]
-        mean = x.mean(dim=(0, 2, 3), keepdim=True)
-        var = (x - mean).pow(2).mean(dim=(0, 2, 3), keepdim=True)
+        if self.running_stats and not self.training:
+            mean = self.running_mean.view(1, -1, 1, 1)
+            var = self.running_var.view(1, -1, 1, 1)
+        else:
+            mean = x.mean(dim=(0, 2, 3), keepdim=True)
+            var = (x - mean).pow(2).mean(dim=(0, 2, 3), keepdim=True)
+            if self.running_stats:
+                with torch.no_grad():
+                    self.running_mean.lerp_(mean.flatten(), self.momentum)
+                    self.running_var.lerp_(var.flatten(), self.momentum)
         x_hat = (x - mean) * torch.rsqrt(var + self.eps)
         return x_hat * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
 class ConvBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int) -> None:
+    def __init__(self, c_in: int, c_out: int, running_stats: bool = False) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
-        self.norm = BatchNorm(c_out)
+        self.norm = BatchNorm(c_out, running_stats=running_stats)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.max_pool2d(F.relu(self.norm(self.conv(x))), 2)
@@ -46,9 +63,12 @@ class Conv4(nn.Module):
     The embedding network of Vinyals et al. (2016), used by MAML and ProtoNet on Omniglot.
     """
 
-    def __init__(self, in_channels: int, image_size: int, out_dim: int, channels: int = 64) -> None:
+    def __init__(
+        self, in_channels: int, image_size: int, out_dim: int, channels: int = 64, running_stats: bool = False
+    ) -> None:
         super().__init__()
-        blocks = [ConvBlock(in_channels, channels)] + [ConvBlock(channels, channels) for _ in range(3)]
+        blocks = [ConvBlock(in_channels, channels, running_stats)]
+        blocks += [ConvBlock(channels, channels, running_stats) for _ in range(3)]
         self.features = nn.Sequential(*blocks)
         side = image_size
         for _ in range(4):
@@ -84,14 +104,14 @@ class MLP(nn.Module):
         return self.head(self.embed(x))
 
 
-def build_backbone(spec: ProblemSpec, hidden: list[int], channels: int) -> nn.Module:
-    """Conv4 for images ([C, H, W] inputs), an MLP for vectors."""
+def build_backbone(spec: ProblemSpec, hidden: list[int], channels: int, running_stats: bool = False) -> nn.Module:
+    """Conv4 for images ([C, H, W] inputs), an MLP for vectors; running_stats: see BatchNorm."""
     out_dim = spec.n_way if spec.output == "classification" else spec.output_dim
     if len(spec.input_shape) == 3:
         c, h, w = spec.input_shape
         if h != w:
             raise ValueError(f"Conv4 takes square images, got input shape {spec.input_shape}")
-        return Conv4(c, h, out_dim, channels)
+        return Conv4(c, h, out_dim, channels, running_stats)
     in_dim = 1
     for d in spec.input_shape:
         in_dim *= d

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.episodes import Episode, ImageFormat, ProblemSpec, Split
+from models.episodes import Episode, ImageFormat, ProblemSpec, Split, SupervisedBatch
 from models.images import image_to_array
 
 log = logging.getLogger(__name__)
@@ -184,6 +184,19 @@ class OmniglotTasks:
 
     def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]:
         return [self._episode(split, generator) for _ in range(n_tasks)]
+
+    def supervised_batch(self, size: int, generator: torch.Generator) -> SupervisedBatch:
+        """`size` random drawings of the train split labelled by global class id (character,
+        times 4 rotations when on): the pretraining data of the fine-tuning baseline."""
+        chars = self.splits["train"]
+        n_classes = len(chars) * (4 if self.rotations else 1)
+        classes = torch.randint(n_classes, (size,), generator=generator)  # [B]
+        drawings = torch.randint(DRAWINGS_PER_CHARACTER, (size,), generator=generator)
+        rots = classes % 4 if self.rotations else torch.zeros_like(classes)
+        char_idx = torch.tensor(chars)[classes // 4 if self.rotations else classes]
+        imgs = self.data.images[char_idx, drawings]  # [B, H, W]
+        imgs = torch.stack([torch.rot90(img, int(r), dims=(0, 1)) for img, r in zip(imgs, rots, strict=True)])
+        return SupervisedBatch(imgs.unsqueeze(1), classes, n_classes)
 
     def _episode(self, split: Split, generator: torch.Generator) -> Episode:
         chars = self.splits[split]

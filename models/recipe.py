@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from models.arrays import ArrayTasks, load_array_file
 from models.episodes import TaskFamily
 from models.learners.registry import LEARNERS
+from models.mnist import MnistTasks, load_mnist
+from models.mtl_synthetic import MtlSyntheticTasks
+from models.multitask.mnist_groups import MnistDigitGroups
+from models.multitask.uploaded import UploadedTasks
 from models.omniglot import OmniglotTasks, load_omniglot, split_characters
 from models.sinusoid import SinusoidTasks
 
-DATASETS = ("sinusoid", "omniglot")
+DATASETS = ("sinusoid", "omniglot", "mnist", "mtl-synthetic")
+MULTI_TASK_DATASETS = ("mtl-synthetic", "mnist")  # datasets with named training tasks
+UPLOADED_PREFIX = "ds_"  # datasets uploaded through the API, named by id
 MAX_STEPS = 1_000_000
 
 
@@ -35,6 +43,11 @@ class TrainingConfig:
     eval_episodes: int = 600  # meta-test tasks scored when training ends
     split_by: Literal["character", "alphabet"] = "character"
     rotations: bool = False  # Omniglot: rotated characters as extra classes
+    checkpoint_every: int = 500  # steps between checkpoints of the learner's state (0: none)
+    num_tasks: int = 2  # mtl-synthetic: training tasks
+    relatedness: float = 0.5  # mtl-synthetic: p, the cosine between task weights
+    input_dim: int = 100  # mtl-synthetic: d
+    examples_per_task: int = 100_000  # mtl-synthetic: fixed training set of each task
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= MAX_STEPS:
@@ -47,13 +60,23 @@ class TrainingConfig:
             raise ConfigError("k_shot and k_query must be between 1 and 1000", "k_shot")
         if not 1 <= self.eval_episodes <= 100_000:
             raise ConfigError("eval_episodes must be between 1 and 100000", "eval_episodes")
+        if not 0 <= self.checkpoint_every <= MAX_STEPS:
+            raise ConfigError(f"checkpoint_every must be between 0 (none) and {MAX_STEPS}", "checkpoint_every")
         if self.split_by not in ("character", "alphabet"):
             raise ConfigError("split_by must be 'character' or 'alphabet'", "split_by")
+        if not 2 <= self.input_dim <= 10_000 or not 1 <= self.num_tasks < self.input_dim:
+            raise ConfigError("input_dim must be between 2 and 10000 and num_tasks between 1 and input_dim - 1", "num_tasks")
+        if not -1 <= self.relatedness <= 1:
+            raise ConfigError("relatedness must be between -1 and 1", "relatedness")
+        if not 1 <= self.examples_per_task or self.examples_per_task * self.num_tasks * self.input_dim > 100_000_000:
+            raise ConfigError("examples_per_task must be positive, with examples_per_task * num_tasks * input_dim <= 1e8", "examples_per_task")
 
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "sinusoid": {"k_shot": 10, "k_query": 10, "meta_batch_size": 25, "inner_lr": 0.01},
     "omniglot": {"n_way": 5, "k_shot": 1, "k_query": 15, "meta_batch_size": 32, "inner_lr": 0.4},
+    "mnist": {"n_way": 5, "k_shot": 1, "k_query": 15, "meta_batch_size": 32, "inner_lr": 0.4},
+    "mtl-synthetic": {"k_shot": 10, "k_query": 118, "eval_episodes": 100, "inner_lr": 0.01},  # meta_batch_size: num_tasks
 }
 
 
@@ -76,8 +99,11 @@ def resolve(algorithm: str, dataset: str, config: dict[str, Any]) -> Recipe:
     """Validate a job's (algorithm, dataset, config) and fill defaults; raises ConfigError."""
     if algorithm not in LEARNERS:
         raise ConfigError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(sorted(LEARNERS))}", "algorithm")
-    if dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}", "dataset")
+    if dataset not in DATASETS and not dataset.startswith(UPLOADED_PREFIX):
+        raise ConfigError(
+            f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)} or an uploaded dataset's id (ds_...)",
+            "dataset",
+        )
     learner_cls = LEARNERS[algorithm].config_class
     train_keys = {f.name for f in fields(TrainingConfig)}
     learner_keys = {f.name for f in fields(learner_cls)}
@@ -87,7 +113,15 @@ def resolve(algorithm: str, dataset: str, config: dict[str, Any]) -> Recipe:
             f"unknown config key {unknown[0]!r} for {algorithm}; known keys: {', '.join(sorted(train_keys | learner_keys))}",
             f"config.{unknown[0]}",
         )
-    merged = {**DATASET_DEFAULTS[dataset], **config}
+    named = dataset in MULTI_TASK_DATASETS or dataset.startswith(UPLOADED_PREFIX)  # uploads: an npz with `task`
+    if getattr(LEARNERS[algorithm], "trains_on_fixed_tasks", False) and not named:
+        raise ConfigError(
+            f"{algorithm} trains on named tasks: choose dataset {', '.join(MULTI_TASK_DATASETS)} or an npz with a task array",
+            "dataset",
+        )
+    merged = {**DATASET_DEFAULTS.get(dataset, {}), **config}
+    if dataset == "mtl-synthetic":  # one minibatch of every task per step unless asked otherwise
+        merged.setdefault("meta_batch_size", merged.get("num_tasks", 2))
     training = _build(TrainingConfig, {k: v for k, v in merged.items() if k in train_keys})
     learner = _build(learner_cls, {k: v for k, v in merged.items() if k in learner_keys})
     return Recipe(algorithm, dataset, training, learner)
@@ -108,8 +142,10 @@ def _build(cls: type, values: dict[str, Any]) -> Any:
 def _check_type(name: str, value: Any, annotation: Any) -> None:
     text = str(annotation)
     ok = True
+    if value is None and text.endswith("| None"):
+        return
     if text.startswith("int"):
-        ok = isinstance(value, int) and not isinstance(value, bool) or (value is None and "None" in text)
+        ok = isinstance(value, int) and not isinstance(value, bool)
     elif text.startswith("float"):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif text == "bool":
@@ -128,6 +164,8 @@ class DataSources:
 
     omniglot_dir: Path
     cache_dir: Path | None = None
+    mnist_dir: Path | None = None
+    dataset_file: Callable[[str], Path] | None = None  # an uploaded dataset's id -> its arrays file
 
 
 def build_tasks(recipe: Recipe, sources: DataSources) -> TaskFamily:
@@ -138,7 +176,28 @@ def build_tasks(recipe: Recipe, sources: DataSources) -> TaskFamily:
         data = _omniglot(sources.omniglot_dir, sources.cache_dir)
         splits = split_characters(data, by=cfg.split_by, seed=cfg.seed)
         return OmniglotTasks(data, splits, cfg.n_way, cfg.k_shot, cfg.k_query, cfg.rotations)
+    if recipe.dataset == "mtl-synthetic":
+        return MtlSyntheticTasks(cfg.num_tasks, cfg.relatedness, cfg.input_dim, cfg.examples_per_task, cfg.k_shot, cfg.k_query, cfg.seed)
+    if recipe.dataset == "mnist":
+        if sources.mnist_dir is None:
+            raise ConfigError("dataset 'mnist' needs its IDX files: set FEWSHOT_MNIST_DIR", "dataset")
+        images, labels = _mnist(sources.mnist_dir)
+        if getattr(LEARNERS[recipe.algorithm], "trains_on_fixed_tasks", False):  # digit groups as named tasks
+            return MnistDigitGroups(images, labels, cfg.n_way, cfg.k_shot, cfg.k_query, cfg.seed)
+        return MnistTasks(images, labels, cfg.n_way, cfg.k_shot, cfg.k_query)  # digits 0-4 train, 5-9 test
+    if recipe.dataset.startswith(UPLOADED_PREFIX):
+        if sources.dataset_file is None:
+            raise ConfigError(f"uploaded dataset {recipe.dataset!r} cannot be read here", "dataset")
+        data = load_array_file(str(sources.dataset_file(recipe.dataset)))
+        if getattr(LEARNERS[recipe.algorithm], "trains_on_fixed_tasks", False):  # its `task` array names the tasks
+            return UploadedTasks(data, cfg.k_shot, cfg.k_query, cfg.seed)
+        return ArrayTasks(data, cfg.n_way, cfg.k_shot, cfg.k_query, cfg.seed)
     raise ConfigError(f"unknown dataset {recipe.dataset!r}", "dataset")
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist(root: Path):  # type: ignore[no-untyped-def]
+    return load_mnist(root)
 
 
 @functools.lru_cache(maxsize=4)

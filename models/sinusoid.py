@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from models.episodes import Episode, ProblemSpec, Split
+from models.episodes import Episode, ProblemSpec, Split, SupervisedBatch
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,15 @@ class SinusoidTasks:
 
     def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]:
         return [self._episode(generator) for _ in range(n_tasks)]
+
+    def supervised_batch(self, size: int, generator: torch.Generator) -> SupervisedBatch:
+        """`size` points, each of its own random wave: the pretraining data of the MAML paper's
+        baseline (one network regressing all tasks at once)."""
+        lo, hi = self.x_range
+        amp = self.amplitude[0] + (self.amplitude[1] - self.amplitude[0]) * torch.rand(size, 1, generator=generator)
+        phase = self.phase[0] + (self.phase[1] - self.phase[0]) * torch.rand(size, 1, generator=generator)
+        x = lo + (hi - lo) * torch.rand(size, 1, generator=generator)  # [B, 1]
+        return SupervisedBatch(x, amp * torch.sin(x - phase), 0)
 
     def draw_wave(self, generator: torch.Generator) -> tuple[float, float]:
         amp = _uniform(self.amplitude, generator)

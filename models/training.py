@@ -26,12 +26,16 @@ def meta_train(
     seed: int,
     on_step: StepCallback | None = None,
     start_step: int = 0,
+    generator: torch.Generator | None = None,
 ) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    """Outer updates start_step+1 .. steps. A fresh run seeds the task sampler and torch from
+    `seed`; a resumed run passes the step and sampler generator of its checkpoint."""
+    if generator is None:
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
     for step in range(start_step + 1, steps + 1):
-        episodes = tasks.sample("train", meta_batch_size, generator)
-        metrics = learner.meta_train_step(episodes)
+        batch = learner.training_batch(tasks, meta_batch_size, generator)
+        metrics = learner.meta_train_step(batch)
         if on_step is not None:
             on_step(step, steps, metrics)
 

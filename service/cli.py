@@ -10,6 +10,10 @@ from typing import Annotated
 
 import typer
 
+from service.cli_commands import register as register_api_commands
+from service.eval_cli import eval_app
+from store.settings import Settings
+
 cli = typer.Typer(help="fewshot: few-shot adaptation as a service.", no_args_is_help=True)
 
 DataDirOption = Annotated[Path | None, typer.Option(help="state folder (FEWSHOT_DATA_DIR, default ./.fewshot)")]
@@ -44,16 +48,15 @@ def serve(
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_auth_setup(settings, host)
     supervisor = Supervisor(settings.data_dir)
     try:
         if not settings.redis_url:
             os.environ["REDIS_URL"] = supervisor.start_redis()
             typer.echo(f"embedded Redis at {os.environ['REDIS_URL']} (files in {settings.data_dir / 'redis'})")
         from service.main import create_app
-        from store.recovery import requeue_unfinished
 
-        app = create_app()
-        requeue_unfinished(app.state.settings.sqlalchemy_url, app.state.celery)
+        app = create_app()  # the workers' reconciler re-sends what a previous run left unfinished
         supervisor.start_worker("train")
         supervisor.start_worker("adapt")
         supervisor.watch()
@@ -77,7 +80,9 @@ def api(
     import uvicorn
 
     from service.main import create_app
+    from store.settings import get_settings
 
+    check_auth_setup(get_settings(), host)
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
 
 
@@ -92,6 +97,71 @@ def worker(
     from workers.app import app
 
     app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "--pool", "prefork", "--loglevel", "INFO"])
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_auth_setup(settings: Settings, host: str) -> None:
+    """Without API keys only a loopback address serves (one local user); said loudly."""
+    from service.auth import keys_exist
+    from store.db import init_db, session_scope
+
+    init_db(settings.sqlalchemy_url)
+    with session_scope(settings.sqlalchemy_url) as session:
+        has_keys = keys_exist(session)
+    if has_keys:
+        typer.echo("API keys exist: every /v1 request needs `Authorization: Bearer <key>`")
+        return
+    if host not in LOOPBACK:
+        typer.echo(
+            f"refusing to serve on {host} without API keys: anyone who can reach it could use it. "
+            "Create one with `fewshot keys create`, or serve on 127.0.0.1.", err=True,
+        )
+        raise typer.Exit(2)
+    if settings.require_auth:
+        typer.echo("FEWSHOT_REQUIRE_AUTH=1 and no API key exists yet: create one with `fewshot keys create`", err=True)
+        return
+    typer.echo(
+        "WARNING: no API keys exist, so the API runs WITHOUT AUTHENTICATION for a single local user on "
+        f"{host}. `fewshot keys create` turns authentication on.", err=True,
+    )
+
+
+register_api_commands(cli)
+cli.add_typer(eval_app, name="eval")
+
+db_app = typer.Typer(help="The database schema (Alembic migrations in store/migrations/).", no_args_is_help=True)
+cli.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDirOption = None) -> None:
+    """Bring the database (DATABASE_URL, or the SQLite file) to the latest schema."""
+    _setup(data_dir)
+    from store.db import init_db
+    from store.settings import Settings
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    init_db(settings.sqlalchemy_url)
+    typer.echo("database schema is current")
+
+
+@db_app.command("revision")
+def db_revision(message: Annotated[str, typer.Option("-m", "--message", help="what the migration changes")]) -> None:
+    """Write a new migration from the difference between store/db.py and an up-to-date database."""
+    _setup(None)
+    import tempfile
+
+    from sqlalchemy import create_engine
+
+    from store.schema import revision, upgrade
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(f"sqlite:///{tmp}/schema.db")
+        upgrade(engine)
+        revision(engine, message)
 
 
 def main() -> None:

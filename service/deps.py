@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
+from service.auth import authenticate
+from service.idempotency import Idempotency
 from service.predictor import Predictor
 from store.artifacts import ArtifactStore
 from store.db import session_factory
@@ -43,8 +45,26 @@ def _predictor(request: Request) -> Predictor:
     return request.app.state.predictor  # type: ignore[no-any-return]
 
 
+def _tenant(request: Request, session: Annotated[Session, Depends(_session)]) -> str:
+    return authenticate(request, session, request.app.state.settings.require_auth)
+
+
+def _idempotency(
+    request: Request,
+    session: Annotated[Session, Depends(_session)],
+    tenant: Annotated[str, Depends(_tenant)],
+    key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", max_length=255, description="the same key returns the same object, never a second one"),
+    ] = None,
+) -> Idempotency:
+    return Idempotency(session, tenant, key, f"{request.method} {request.url.path}")
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionDep = Annotated[Session, Depends(_session)]
 ArtifactsDep = Annotated[ArtifactStore, Depends(_artifacts)]
 QueueDep = Annotated[Celery, Depends(_queue)]
 PredictorDep = Annotated[Predictor, Depends(_predictor)]
+TenantDep = Annotated[str, Depends(_tenant)]
+IdempotencyDep = Annotated[Idempotency, Depends(_idempotency)]

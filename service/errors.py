@@ -31,6 +31,12 @@ class InvalidInput(ApiError):
     code = "invalid_input"
 
 
+class Unauthorized(ApiError):
+    status = 401
+    type = "authentication_error"
+    code = "unauthorized"
+
+
 class NotFound(ApiError):
     status = 404
     code = "not_found"
@@ -63,7 +69,8 @@ def error_response(status: int, type_: str, code: str, message: str, param: str 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

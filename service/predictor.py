@@ -41,6 +41,9 @@ class LRUCache(Generic[K, V]):
                 self._items.popitem(last=False)
         return value
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def discard(self, key: K) -> None:
         with self._lock:
             self._items.pop(key, None)

@@ -67,6 +67,9 @@ class ModelPublic(BaseModel):
     accepts_images: bool
     config: dict[str, Any]
     metrics: dict[str, Any]
+    training_tasks: dict[str, str] = Field(
+        default_factory=dict, description="a multi-task model's training tasks, name -> task id: ready for predictions"
+    )
     created_at: datetime
 
 
@@ -117,3 +120,59 @@ class PredictionsPublic(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class ModelsPublic(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelPublic]
+    has_more: bool
+
+
+class DatasetPublic(BaseModel):
+    object: Literal["dataset"] = "dataset"
+    id: str = Field(description="a built-in's name (sinusoid, omniglot, ...) or an uploaded dataset's ds_ id")
+    name: str
+    builtin: bool
+    format: Literal["builtin", "npz", "images"]
+    output: Literal["classification", "regression"]
+    input_shape: list[int] | None
+    description: str | None = None
+    summary: dict[str, Any] = Field(default_factory=dict, description="examples, classes or tasks, per-group counts")
+    size_bytes: int | None = None
+    created_at: datetime | None = None
+
+
+class DatasetsPublic(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[DatasetPublic]
+    has_more: bool
+
+
+class JobEventPublic(BaseModel):
+    object: Literal["job.event"] = "job.event"
+    id: int = Field(description="increasing within a job; pass the last one seen as `after`")
+    job_id: str
+    type: Literal["status", "progress", "checkpoint"]
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class JobEventsPublic(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[JobEventPublic]
+    has_more: bool
+
+
+class CheckpointPublic(BaseModel):
+    object: Literal["checkpoint"] = "checkpoint"
+    id: str
+    job_id: str
+    step: int
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+class CheckpointsPublic(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[CheckpointPublic]
+    has_more: bool

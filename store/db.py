@@ -1,4 +1,5 @@
-"""SQL tables (SQLAlchemy 2): jobs, models and tasks survive restarts here."""
+"""SQL tables (SQLAlchemy 2): tenants and their keys, datasets, jobs (with their events and
+checkpoints), models and tasks survive restarts here."""
 
 from __future__ import annotations
 
@@ -8,7 +9,19 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -38,10 +51,68 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
+# The tenant of a single local user: `fewshot serve` on 127.0.0.1 without API keys.
+LOCAL_TENANT = "tnt_local"
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("tnt"))
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key, stored as the sha256 of a high-entropy secret: never the key itself."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("key"))
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the key's first characters, to tell keys apart
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class IdempotencyKey(Base):
+    """The object a creating POST made under an `Idempotency-Key`, per tenant."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("tenant_id", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(255))
+    route: Mapped[str] = mapped_column(String(255))  # method and path the key was first used on
+    request_hash: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str | None] = mapped_column(String(40), default=None)  # None while in progress
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Dataset(Base):
+    """An uploaded dataset, validated; its arrays live in the artifact store."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ds"))
+    tenant_id: Mapped[str] = mapped_column(String(40), default=LOCAL_TENANT, index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(16))  # npz or images
+    output: Mapped[str] = mapped_column(String(16))  # classification or regression
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)  # input_shape, image format, ...
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)  # examples, classes, tasks, counts
+    artifact: Mapped[str] = mapped_column(String(255))
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Job(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
+    tenant_id: Mapped[str] = mapped_column(String(40), default=LOCAL_TENANT, index=True)
     algorithm: Mapped[str] = mapped_column(String(32))
     dataset: Mapped[str] = mapped_column(String(64))
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # resolved: defaults filled in
@@ -51,7 +122,10 @@ class Job(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # latest training metrics
     model_id: Mapped[str | None] = mapped_column(String(40), default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # leases taken (store/leases.py)
+    lease_owner: Mapped[str | None] = mapped_column(String(255), default=None)  # host:pid of the worker
+    lease_token: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
@@ -61,6 +135,7 @@ class Model(Base):
     __tablename__ = "models"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("mdl"))
+    tenant_id: Mapped[str] = mapped_column(String(40), default=LOCAL_TENANT, index=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
     algorithm: Mapped[str] = mapped_column(String(32))
     dataset: Mapped[str] = mapped_column(String(64))
@@ -75,7 +150,9 @@ class Task(Base):
     __tablename__ = "tasks"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("tsk"))
+    tenant_id: Mapped[str] = mapped_column(String(40), default=LOCAL_TENANT, index=True)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(128), default=None)  # a multi-task model's training task
     status: Mapped[str] = mapped_column(String(16), default="adapting")  # adapting, ready, failed
     labels: Mapped[list[Any] | None] = mapped_column(JSON, default=None)  # classification vocabulary
     support_size: Mapped[int] = mapped_column(Integer)
@@ -85,6 +162,36 @@ class Task(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class JobEvent(Base):
+    """What happened to a job, in order: status changes, progress, checkpoints."""
+
+    __tablename__ = "job_events"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    type: Mapped[str] = mapped_column(String(16))  # status, progress, checkpoint
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Checkpoint(Base):
+    """The learner's state at one step of a job, saved in the artifact store."""
+
+    __tablename__ = "checkpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("ckpt"))
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    artifact: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+def record_event(session: Session, job_id: str, type_: str, **data: Any) -> None:
+    """Append one event to a job's history (committed with the session)."""
+    session.add(JobEvent(job_id=job_id, type=type_, data=data))
 
 
 @functools.lru_cache(maxsize=8)
@@ -105,8 +212,11 @@ def get_engine(url: str) -> Engine:
 
 
 def init_db(url: str) -> Engine:
+    """The engine, with the schema brought to the latest migration (store/schema.py)."""
+    from store.schema import upgrade
+
     engine = get_engine(url)
-    Base.metadata.create_all(engine)
+    upgrade(engine)
     return engine
 
 

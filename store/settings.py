@@ -18,13 +18,29 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "FEWSHOT_REDIS_URL"))
     omniglot_dir: Path | None = None  # default: <data_dir>/datasets/omniglot
+    mnist_dir: Path | None = None  # default: <data_dir>/datasets/mnist (IDX .gz files)
+    # Where artifacts live, shared by every API process and worker: a folder (local or on a shared
+    # filesystem) or s3://bucket/prefix (credentials from AWS_*). Default: <data_dir>/artifacts.
+    artifact_url: str | None = None
+    s3_endpoint_url: str | None = None  # an S3-compatible server other than AWS (MinIO, Ceph, ...)
     # torch intra-op threads per process; on a 2-core machine the API and each worker take 1
     # so that they never oversubscribe the cores.
     torch_threads: int = 1
     # How long POST /v1/models/{id}/tasks waits for the worker's adaptation before 202.
     adapt_wait_seconds: float = 30.0
+    # The job ledger: a worker holds a job's lease while it runs it, renewing it every third
+    # of its length; a job whose lease expired is taken over by another worker, from its last
+    # checkpoint, at most max_attempts times in all.
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+    reconcile_seconds: float = 15.0  # how often each worker re-sends lost and expired work
+    # Redis redelivers an unacknowledged message after this long; keep it above lease_seconds.
+    visibility_timeout: float = 12 * 3600.0
     task_cache_size: int = 1024  # adapted task states kept in the API process
     max_request_bytes: int = 32 * 1024 * 1024
+    max_upload_bytes: int = 512 * 1024 * 1024  # POST /v1/datasets (npz or zip)
+    # Every /v1 route needs an API key when this is set or once any key exists.
+    require_auth: bool = False
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -39,7 +55,11 @@ class Settings(BaseSettings):
 
     @property
     def artifact_dir(self) -> Path:
-        return self.data_dir / "artifacts"
+        """The artifact folder when artifacts are files; store.artifacts.artifact_store(settings) covers S3 too."""
+        url = self.artifact_url
+        if url and "://" in url and not url.startswith("file://"):
+            raise ValueError(f"artifacts live at {url}, not in a folder: use store.artifacts.artifact_store(settings)")
+        return Path(url.removeprefix("file://")) if url else self.data_dir / "artifacts"
 
     @property
     def cache_dir(self) -> Path:
@@ -48,6 +68,10 @@ class Settings(BaseSettings):
     @property
     def omniglot_path(self) -> Path:
         return self.omniglot_dir or self.data_dir / "datasets" / "omniglot"
+
+    @property
+    def mnist_path(self) -> Path:
+        return self.mnist_dir or self.data_dir / "datasets" / "mnist"
 
     @property
     def broker_url(self) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from store.db import init_db
 from store.queue import make_celery
 from store.settings import get_settings
+from workers.reconciler import PeriodicReconciler
 
 settings = get_settings()
 app = make_celery(settings)
@@ -25,3 +26,21 @@ def _configure_process(**_: object) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     init_db(settings.sqlalchemy_url)
     logging.getLogger(__name__).info("worker process %d ready, %d torch threads", os.getpid(), settings.torch_threads)
+
+
+_reconciler: PeriodicReconciler | None = None
+
+
+@worker_ready.connect
+def _start_reconciler(**_: object) -> None:
+    """In the worker's main process: re-send lost work at start-up and then periodically."""
+    global _reconciler
+    init_db(settings.sqlalchemy_url)
+    _reconciler = PeriodicReconciler(settings.sqlalchemy_url, app, settings.reconcile_seconds)
+    _reconciler.start()
+
+
+@worker_shutdown.connect
+def _stop_reconciler(**_: object) -> None:
+    if _reconciler is not None:
+        _reconciler.stop()

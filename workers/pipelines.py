@@ -6,19 +6,33 @@ import functools
 import json
 import logging
 import time
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 import torch
-from sqlalchemy import update
+from sqlalchemy import select
 
+from models.checkpoint import capture, restore
 from models.episodes import ProblemSpec
 from models.learners import AdaptOptions, Learner, build_learner, load_learner
+from models.multitask.evaluation import training_task_metrics
+from models.multitask.families import MultiTaskFamily, with_task_names
 from models.recipe import DataSources, Recipe, build_tasks, resolve
 from models.training import evaluate, meta_train
-from store.artifacts import ArtifactStore, state_key, support_key, task_prefix, theta_key
-from store.db import Job, Model, Task, session_scope, utcnow
+from store.artifacts import (
+    ArtifactStore,
+    artifact_store,
+    checkpoint_key,
+    dataset_key,
+    state_key,
+    support_key,
+    task_prefix,
+    theta_key,
+)
+from store.db import Checkpoint, Job, Model, Task, record_event, session_scope, utcnow
 from store.ids import new_id
+from store.leases import Heartbeat, Lease, acquire
 from store.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,77 +44,134 @@ class JobCancelled(Exception):
     pass
 
 
-class ProgressRecorder:
-    """on_step callback: writes step and metrics to the job row at most every 0.5 s and
-    stops the run when the job was cancelled."""
+class LeaseLost(Exception):
+    """Another worker took the job over (this one was presumed lost): stop, write nothing."""
 
-    def __init__(self, job_id: str, db_url: str) -> None:
-        self.job_id = job_id
+
+class ProgressRecorder:
+    """on_step callback: writes step and metrics to the job row (and a progress event) at most
+    every 0.5 s and saves a training checkpoint every `checkpoint_every` steps, all only while
+    this worker holds the job's lease; stops the run when the job was cancelled or the lease lost."""
+
+    def __init__(
+        self, lease: Lease, db_url: str, checkpoint: Callable[[int], str] | None = None, checkpoint_every: int = 0
+    ) -> None:
+        self.lease = lease
+        self.job_id = lease.job_id
         self.db_url = db_url
         self.last = 0.0
+        self.checkpoint = checkpoint  # saves the run's state at a step, returns its artifact key
+        self.checkpoint_every = checkpoint_every
 
     def __call__(self, step: int, total: int, metrics: dict[str, float]) -> None:
+        lost = self.lease.lost.is_set()  # the heartbeat could not renew: look at the row now
         now = time.monotonic()
-        if now - self.last < PROGRESS_INTERVAL_S and step != total:
+        due = self.checkpoint is not None and self.checkpoint_every > 0 and step % self.checkpoint_every == 0
+        if now - self.last < PROGRESS_INTERVAL_S and step != total and not due and not lost:
             return
         self.last = now
         with session_scope(self.db_url) as session:
             job = session.get(Job, self.job_id)
             if job is None or job.status == "cancelled":
                 raise JobCancelled
+            if lost or job.lease_token != self.lease.token:
+                raise LeaseLost
             job.step, job.total_steps, job.metrics = step, total, dict(metrics)
+            record_event(session, self.job_id, "progress", step=step, total_steps=total, metrics=dict(metrics))
+            if due:
+                assert self.checkpoint is not None
+                key = self.checkpoint(step)
+                ckpt = Checkpoint(job_id=self.job_id, step=step, metrics=dict(metrics), artifact=key)
+                session.add(ckpt)
+                session.flush()
+                record_event(session, self.job_id, "checkpoint", checkpoint_id=ckpt.id, step=step, metrics=dict(metrics))
 
 
 def train_job(job_id: str, settings: Settings) -> str | None:
-    """Meta-train the job's learner, evaluate it on meta-test tasks, store the model.
+    """Meta-train the job's learner under its lease, evaluate it on meta-test tasks, store the model.
 
-    Returns the model id, or None when the job did not succeed (its row says why).
+    A job taken over from a lost worker resumes from its latest checkpoint. Returns the model
+    id, or None when this call did not finish the job (its row says why).
     """
     url = settings.sqlalchemy_url
+    lease = acquire(url, job_id, settings.lease_seconds, settings.max_attempts)
+    if lease is None:
+        log.info("job %s not started here: finished, held by another worker, or out of attempts", job_id)
+        return None
+    with Heartbeat(url, lease):
+        return _run_training(lease, settings)
+
+
+def _run_training(lease: Lease, settings: Settings) -> str | None:
+    url, job_id = settings.sqlalchemy_url, lease.job_id
     with session_scope(url) as session:
-        # Only a queued job starts, and only once: the conditional update is the claim.
-        claimed = session.execute(
-            update(Job).where(Job.id == job_id, Job.status == "queued")
-            .values(status="running", started_at=utcnow(), attempts=Job.attempts + 1)
-        ).rowcount
         job = session.get(Job, job_id)
-        if job is None or not claimed:
-            log.info("job %s not started: %s", job_id, "missing" if job is None else job.status)
-            return job.model_id if job is not None else None
-        algorithm, dataset, config = job.algorithm, job.dataset, dict(job.config)
+        assert job is not None
+        algorithm, dataset, config, tenant = job.algorithm, job.dataset, dict(job.config), job.tenant_id
+        latest = session.scalars(
+            select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step.desc()).limit(1)
+        ).first()
+        resume_key = latest.artifact if latest is not None else None
     try:
         recipe = resolve(algorithm, dataset, config)
-        tasks = build_tasks(recipe, DataSources(settings.omniglot_path, settings.cache_dir))
+        store = artifact_store(settings)
+        sources = DataSources(
+            settings.omniglot_path, settings.cache_dir, settings.mnist_path,
+            dataset_file=lambda dataset_id: store.local_file(dataset_key(dataset_id)),
+        )
+        tasks = build_tasks(recipe, sources)
         cfg = recipe.training
         torch.manual_seed(cfg.seed)  # the initial theta is part of the seeded run
-        learner = build_learner(algorithm, tasks.spec, recipe.learner)
-        meta_train(learner, tasks, cfg.steps, cfg.meta_batch_size, cfg.seed, ProgressRecorder(job_id, url))
+        learner = build_learner(algorithm, tasks.spec, with_task_names(recipe.learner, tasks))
+        generator = torch.Generator().manual_seed(cfg.seed)
+        start_step = 0
+        if resume_key is not None:
+            start_step, generator = restore(learner, *store.load_with_metadata(resume_key))
+            log.info("job %s resumes from its checkpoint at step %d (attempt %d)", job_id, start_step, lease.attempt)
+
+        def save_checkpoint(step: int) -> str:
+            ckpt = capture(learner, generator, step)
+            store.save(checkpoint_key(job_id, step), ckpt.tensors, ckpt.metadata)
+            return checkpoint_key(job_id, step)
+
+        recorder = ProgressRecorder(lease, url, save_checkpoint, cfg.checkpoint_every)
+        meta_train(learner, tasks, cfg.steps, cfg.meta_batch_size, cfg.seed, recorder, start_step, generator)
         metrics = _evaluate(learner, tasks, recipe)
         model_id = new_id("mdl")
         key = theta_key(model_id)
-        ArtifactStore(settings.artifact_dir).save(key, learner.state())
+        store.save(key, learner.state())
         with session_scope(url) as session:
+            job = session.get(Job, job_id, with_for_update=True)  # a cancel waits for this, or this for it
+            if job is None or job.status != "running" or job.lease_token != lease.token:
+                store.delete_prefix(f"models/{model_id}")
+                raise JobCancelled if job is None or job.status == "cancelled" else LeaseLost
             session.add(
                 Model(
-                    id=model_id, job_id=job_id, algorithm=algorithm, dataset=dataset,
-                    spec=tasks.spec.to_json(), learner_config=recipe.learner_json(),
+                    id=model_id, tenant_id=tenant, job_id=job_id, algorithm=algorithm, dataset=dataset,
+                    spec=tasks.spec.to_json(), learner_config=asdict(learner.config),
                     metrics=metrics, artifact=key,
                 )
             )
-            job = session.get(Job, job_id)
-            assert job is not None
-            job.status, job.model_id, job.finished_at = "succeeded", model_id, utcnow()
+            session.flush()  # the model row before its tasks' rows
+            session.add_all(_training_tasks(model_id, tenant, learner, tasks, store))
+            job.status, job.model_id, job.finished_at, job.lease_token = "succeeded", model_id, utcnow(), None
+            record_event(session, job_id, "status", status="succeeded", model_id=model_id, metrics=metrics)
         log.info("job %s succeeded: model %s %s", job_id, model_id, metrics)
         return model_id
     except JobCancelled:
         log.info("job %s cancelled", job_id)
         return None
+    except LeaseLost:
+        log.warning("job %s: lease lost to another worker; this run stops and writes nothing", job_id)
+        return None
     except Exception as exc:
         log.exception("job %s failed", job_id)
         with session_scope(url) as session:
             job = session.get(Job, job_id)
-            if job is not None:
+            if job is not None and job.status == "running" and job.lease_token == lease.token:
                 job.status, job.error, job.finished_at = "failed", f"{type(exc).__name__}: {exc}", utcnow()
+                job.lease_token = None
+                record_event(session, job_id, "status", status="failed", error=job.error)
         return None
 
 
@@ -110,19 +181,37 @@ def _evaluate(learner: Learner, tasks: Any, recipe: Recipe) -> dict[str, Any]:
     if learner.spec.output == "regression" and hasattr(learner.config, "inner_steps"):
         unadapted = evaluate(learner, tasks, cfg.eval_episodes, cfg.seed, options=AdaptOptions(inner_steps=0))
         metrics["mse_unadapted"] = unadapted.mean
+    metrics.update(training_task_metrics(learner, tasks, examples=1000, seed=cfg.seed))
     return metrics
 
 
+def _training_tasks(model_id: str, tenant: str, learner: Learner, tasks: Any, store: ArtifactStore) -> list[Task]:
+    """A ready task per training task of a multi-task model (phi saved), named as in the dataset."""
+    states = getattr(learner, "training_task_states", None)
+    if states is None or not isinstance(tasks, MultiTaskFamily):
+        return []
+    rows = []
+    for index, (name, phi) in enumerate(states().items()):
+        task_id = new_id("tsk")
+        store.save(state_key(task_id), phi)
+        rows.append(Task(
+            id=task_id, tenant_id=tenant, model_id=model_id, name=name, status="ready", labels=tasks.task_labels(index),
+            support_size=0, scalar_targets=learner.spec.output == "regression" and learner.spec.output_dim == 1,
+            artifact=state_key(task_id), ready_at=utcnow(),
+        ))
+    return rows
+
+
 @functools.lru_cache(maxsize=8)
-def _cached_learner(model_id: str, artifact_root: str, algorithm: str, spec_json: str, config_json: str) -> Learner:
-    theta = ArtifactStore(Path(artifact_root)).load(theta_key(model_id))
+def _cached_learner(model_id: str, store: ArtifactStore, algorithm: str, spec_json: str, config_json: str) -> Learner:
+    theta = store.load(theta_key(model_id))
     return load_learner(algorithm, ProblemSpec.from_json(json.loads(spec_json)), json.loads(config_json), theta)
 
 
 def model_learner(model: Model, settings: Settings) -> Learner:
     """The model's learner with theta loaded; models never change, so this is cached."""
     return _cached_learner(
-        model.id, str(settings.artifact_dir), model.algorithm,
+        model.id, artifact_store(settings), model.algorithm,
         json.dumps(model.spec, sort_keys=True), json.dumps(model.learner_config, sort_keys=True),
     )
 
@@ -130,7 +219,7 @@ def model_learner(model: Model, settings: Settings) -> Learner:
 def adapt_task(task_id: str, settings: Settings) -> str:
     """Adapt the task's model to its stored support set; returns the task's final status."""
     url = settings.sqlalchemy_url
-    store = ArtifactStore(settings.artifact_dir)
+    store = artifact_store(settings)
     with session_scope(url) as session:
         task = session.get(Task, task_id)
         if task is None:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.episodes import Episode, ProblemSpec
+from models.episodes import Episode, ProblemSpec, TaskFamily
 
 Params = dict[str, Tensor]
 
@@ -54,6 +54,11 @@ class Learner(ABC):
         """Restore theta written by state()."""
 
     # Shared by every learner.
+
+    def training_batch(self, tasks: TaskFamily, size: int, generator: torch.Generator) -> Any:
+        """What one outer update trains on: `size` episodes of the train split, unless the
+        learner trains on something else (the fine-tuning baseline: a supervised batch)."""
+        return tasks.sample("train", size, generator)
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         if self.spec.output == "classification":

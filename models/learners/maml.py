@@ -1,8 +1,18 @@
-"""MAML (Finn et al., 2017): theta is an initialisation; phi is theta after k inner steps."""
+"""MAML (Finn et al., 2017): theta is an initialisation; phi is theta after k inner steps.
+
+Second-order by default (the graph runs through every inner step), first-order on request
+(`first_order`, or the `fomaml` algorithm). Batch normalisation always uses the statistics of
+the batch it sees, in meta-training and at adaptation and prediction, as the MAML paper
+evaluates: predictions are transductive over the inputs of one request.
+
+Subclasses change one piece each: Meta-SGD the inner learning rates (learned), ANIL which
+parameters the inner loop moves (the head). The inner loop itself is models.learners.inner.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -12,8 +22,10 @@ from models.episodes import Episode, ProblemSpec
 from models.learners.base import AdaptOptions, Learner, Params
 from models.learners.inner import inner_loop
 from models.nets import build_backbone
+from models.vectorized import stack_episodes, vmap_query_outputs
 
 MAX_ADAPT_STEPS = 100
+InnerLR = float | Params
 
 
 @dataclass
@@ -25,6 +37,9 @@ class MAMLConfig:
     adapt_steps: int | None = None  # steps when adapting a new task (default: inner_steps)
     hidden: list[int] = field(default_factory=lambda: [40, 40])  # MLP widths (vector inputs)
     channels: int = 64  # Conv4 width (image inputs)
+    # How a meta-batch runs: a Python loop over tasks, or one vmap over them (same gradient).
+    # The loop is faster on CPU (benchmarks/meta_batch_modes.py); vmap may win on a GPU.
+    meta_batch_mode: Literal["loop", "vmap"] = "loop"
 
     def __post_init__(self) -> None:
         if not 0 <= self.inner_steps <= MAX_ADAPT_STEPS:
@@ -39,6 +54,8 @@ class MAMLConfig:
             raise ValueError("hidden must list layer widths between 1 and 4096")
         if not 1 <= self.channels <= 512:
             raise ValueError("channels must be between 1 and 512")
+        if self.meta_batch_mode not in ("loop", "vmap"):
+            raise ValueError("meta_batch_mode must be 'loop' or 'vmap'")
 
 
 class MAML(Learner):
@@ -48,7 +65,30 @@ class MAML(Learner):
     def __init__(self, spec: ProblemSpec, config: MAMLConfig) -> None:
         super().__init__(spec, config)
         self.net = build_backbone(spec, config.hidden, config.channels)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.meta_lr)
+        self.optimizer = torch.optim.Adam(self.meta_parameters(), lr=config.meta_lr)
+
+    # The pieces subclasses replace.
+
+    @property
+    def first_order(self) -> bool:
+        return bool(self.config.first_order)
+
+    def meta_parameters(self) -> list[Tensor]:
+        """Everything the outer loop updates."""
+        return list(self.net.parameters())
+
+    def inner_lr(self, theta: Params, scale: float = 1.0) -> InnerLR:
+        """The inner learning rate: one number (MAML), or one tensor per adapted parameter."""
+        return self.config.inner_lr * scale
+
+    def adapt_from(self, theta: Params, x: Tensor, y: Tensor, steps: int, lr: InnerLR, create_graph: bool) -> Params:
+        """phi from theta and a support set: every parameter after `steps` inner steps."""
+        return inner_loop(self._forward, theta, x, y, self.loss, steps, lr, create_graph=create_graph)
+
+    def predict_with(self, theta: Params, phi: Params, x: Tensor) -> Tensor:
+        return self._forward(phi, x)
+
+    # Shared by the MAML family.
 
     def _forward(self, params: Params, x: Tensor) -> Tensor:
         return functional_call(self.net, params, (x,))
@@ -56,29 +96,33 @@ class MAML(Learner):
     def _task_params(self, n_classes: int | None) -> Params:
         """theta, with the head cut to the task's classes when it has fewer than n_way."""
         params = dict(self.net.named_parameters())
-        if n_classes is not None and n_classes < self.spec.n_way:
-            params["head.weight"] = params["head.weight"][:n_classes]
-            params["head.bias"] = params["head.bias"][:n_classes]
-        return params
-
-    def _adapted(self, ep_x: Tensor, ep_y: Tensor, params: Params, steps: int, lr: float, create_graph: bool) -> Params:
-        return inner_loop(self._forward, params, ep_x, ep_y, self.loss, steps, lr, create_graph=create_graph)
+        return cut_head(params, n_classes, self.spec.n_way)
 
     def meta_train_step(self, episodes: list[Episode]) -> dict[str, float]:
         cfg = self.config
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
+        theta = self._task_params(None)
+
+        def query_outputs(sx: Tensor, sy: Tensor, qx: Tensor) -> Tensor:
+            lr = self.inner_lr(theta)  # per task: each task's backward frees its graph
+            phi = self.adapt_from(theta, sx, sy, cfg.inner_steps, lr, create_graph=not self.first_order)
+            return self.predict_with(theta, phi, qx)
+
         totals: dict[str, float] = {}
-        for ep in episodes:  # a loop over tasks; each backward frees its task's graph
-            fast = self._adapted(
-                ep.support_x, ep.support_y, self._task_params(None), cfg.inner_steps, cfg.inner_lr,
-                create_graph=not cfg.first_order,
-            )
-            out = self._forward(fast, ep.query_x)
-            loss = self.loss(out, ep.query_y)
-            (loss / len(episodes)).backward()
-            for k, v in {"loss": float(loss.detach()), **self.score(out.detach(), ep.query_y)}.items():
-                totals[k] = totals.get(k, 0.0) + v / len(episodes)
+        if cfg.meta_batch_mode == "vmap":
+            batch = stack_episodes(episodes)
+            outs = vmap_query_outputs(query_outputs, batch)  # [T, n_query, out]
+            losses = torch.func.vmap(self.loss)(outs, batch.query_y)  # [T]
+            losses.mean().backward()
+            for out, y, loss in zip(outs.detach(), batch.query_y, losses.detach(), strict=True):
+                _accumulate(totals, {"loss": float(loss), **self.score(out, y)}, len(episodes))
+        else:
+            for ep in episodes:  # a loop over tasks; each backward frees its task's graph
+                out = query_outputs(ep.support_x, ep.support_y, ep.query_x)
+                loss = self.loss(out, ep.query_y)
+                (loss / len(episodes)).backward()
+                _accumulate(totals, {"loss": float(loss.detach()), **self.score(out.detach(), ep.query_y)}, len(episodes))
         self.optimizer.step()
         return totals
 
@@ -90,19 +134,44 @@ class MAML(Learner):
             steps = self.config.adapt_steps if self.config.adapt_steps is not None else self.config.inner_steps
         if not 0 <= steps <= MAX_ADAPT_STEPS:
             raise ValueError(f"inner_steps must be between 0 and {MAX_ADAPT_STEPS}")
-        lr = options.inner_lr if options.inner_lr is not None else self.config.inner_lr
+        scale = 1.0 if options.inner_lr is None else options.inner_lr / self.config.inner_lr
         n_classes = int(support_y.max()) + 1 if self.spec.output == "classification" else None
-        with torch.no_grad():
+        self.net.train()  # batch statistics, as in meta-training
+        with torch.no_grad():  # serving builds no graph through the inner loop
             theta = {k: v.detach() for k, v in self._task_params(n_classes).items()}
-            phi = self._adapted(support_x, support_y, theta, steps, lr, create_graph=False)
+            lr = self.inner_lr(theta, scale)
+            lr = {k: v.detach() for k, v in lr.items()} if isinstance(lr, dict) else lr
+            phi = self.adapt_from(theta, support_x, support_y, steps, lr, create_graph=False)
         return {k: v.detach().contiguous() for k, v in phi.items()}
 
     def predict(self, phi: Params, x: Tensor) -> Tensor:
         with torch.no_grad():
-            return self._forward(phi, x)
+            return self.predict_with(dict(self.net.named_parameters()), phi, x)
 
     def state(self) -> Params:
         return {k: v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}
 
     def load_state(self, tensors: Params) -> None:
         self.net.load_state_dict(tensors, strict=True)
+
+
+class FOMAML(MAML):
+    """First-order MAML: the meta-gradient is the query gradient at the adapted weights."""
+
+    algorithm = "fomaml"
+
+    @property
+    def first_order(self) -> bool:
+        return True
+
+
+def cut_head(params: Params, n_classes: int | None, n_way: int) -> Params:
+    """params with `head.*` (and anything shaped like it, e.g. its learned rates) cut to n_classes rows."""
+    if n_classes is None or n_classes >= n_way:
+        return params
+    return {k: v[:n_classes] if k.startswith("head.") and v.dim() > 0 else v for k, v in params.items()}
+
+
+def _accumulate(totals: dict[str, float], metrics: dict[str, float], n: int) -> None:
+    for k, v in metrics.items():
+        totals[k] = totals.get(k, 0.0) + v / n

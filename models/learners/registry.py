@@ -6,12 +6,25 @@ from dataclasses import asdict
 from typing import Any
 
 from models.episodes import ProblemSpec
+from models.learners.anil import ANIL
 from models.learners.base import Learner, Params
-from models.learners.maml import MAML
+from models.learners.blackbox import BlackBox
+from models.learners.finetune import Finetune
+from models.learners.maml import FOMAML, MAML
+from models.learners.metasgd import MetaSGD
+from models.learners.multitask import MultiTaskLearner
+from models.learners.protonet import ProtoNet
 
 # One entry per learner class; the API's `algorithm` values are their `algorithm` names.
 LEARNER_CLASSES: list[type[Learner]] = [
     MAML,
+    FOMAML,
+    MetaSGD,
+    ANIL,
+    ProtoNet,
+    Finetune,
+    BlackBox,
+    MultiTaskLearner,
 ]
 LEARNERS: dict[str, type[Learner]] = {cls.algorithm: cls for cls in LEARNER_CLASSES}
 

@@ -1,23 +1,26 @@
-"""Meta-training jobs: submit, read, list."""
+"""Meta-training jobs: submit, list, read, cancel."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
-from models.recipe import ConfigError, resolve
-from service.deps import QueueDep, SessionDep
-from service.errors import InvalidInput, NotFound, Unavailable
-from service.routes.common import errors
+from models.arrays import DatasetError, check_episodes
+from models.recipe import UPLOADED_PREFIX, ConfigError, Recipe, resolve
+from service.deps import IdempotencyDep, QueueDep, SessionDep, TenantDep
+from service.errors import Conflict, InvalidInput, NotFound, Unavailable
+from service.routes.common import SEND_RETRY, errors
 from service.schemas import JobCreate, JobProgress, JobPublic, JobsPublic
-from store.db import Job
+from store.db import Dataset, Job, JobEvent, record_event, utcnow
 from store.queue import TRAIN_JOB
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FINISHED = ("succeeded", "failed", "cancelled")
 
 
 def job_public(job: Job) -> JobPublic:
@@ -30,35 +33,68 @@ def job_public(job: Job) -> JobPublic:
     )
 
 
-@router.post("", status_code=202, operation_id="create_job", response_model=JobPublic, responses=errors(400, 422, 503))
-def create_job(body: JobCreate, session: SessionDep, queue: QueueDep) -> JobPublic:
+def get_job_or_404(session: Session, tenant: str, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None or job.tenant_id != tenant:
+        raise NotFound("job", job_id, param="job_id")
+    return job
+
+
+def _check_uploaded_dataset(session: Session, tenant: str, recipe: Recipe) -> None:
+    """An uploaded dataset must be this tenant's and hold enough classes and examples."""
+    dataset = session.get(Dataset, recipe.dataset)
+    if dataset is None or dataset.tenant_id != tenant:
+        raise NotFound("dataset", recipe.dataset, param="dataset")
+    cfg = recipe.training
+    try:
+        check_episodes(dataset.output, dataset.spec["counts"], cfg.n_way, cfg.k_shot, cfg.k_query, cfg.seed)
+    except DatasetError as exc:
+        raise InvalidInput(str(exc), param="config", code="invalid_config") from None
+
+
+@router.post("", status_code=202, operation_id="create_job", response_model=JobPublic, responses=errors(404, 409, 503))
+def create_job(body: JobCreate, session: SessionDep, queue: QueueDep, tenant: TenantDep, idem: IdempotencyDep) -> JobPublic:
     try:
         recipe = resolve(body.algorithm, body.dataset, body.config)
     except ConfigError as exc:
         raise InvalidInput(str(exc), param=exc.param, code="invalid_config") from None
-    job = Job(
-        algorithm=body.algorithm, dataset=body.dataset, config=recipe.to_json(),
-        status="queued", total_steps=recipe.training.steps, metrics={},
-    )
-    session.add(job)
-    session.commit()
+    if recipe.dataset.startswith(UPLOADED_PREFIX):
+        _check_uploaded_dataset(session, tenant, recipe)
+    existing = idem.begin(body.model_dump_json())
+    if existing is not None:
+        return job_public(get_job_or_404(session, tenant, existing))
     try:
-        queue.send_task(TRAIN_JOB, args=[job.id])
-    except Exception as exc:  # the broker is down: nothing was accepted
-        session.delete(job)
+        job = Job(
+            tenant_id=tenant, algorithm=body.algorithm, dataset=body.dataset, config=recipe.to_json(),
+            status="queued", total_steps=recipe.training.steps, metrics={},
+        )
+        session.add(job)
+        session.flush()
+        record_event(session, job.id, "status", status="queued")
         session.commit()
-        raise Unavailable(f"the job queue is unavailable ({type(exc).__name__}); retry later") from None
+        try:
+            queue.send_task(TRAIN_JOB, args=[job.id], task_id=job.id, retry_policy=SEND_RETRY, ignore_result=True)
+        except Exception as exc:  # the broker is down: nothing was accepted
+            session.execute(delete(JobEvent).where(JobEvent.job_id == job.id))
+            session.delete(job)
+            session.commit()
+            raise Unavailable(f"the job queue is unavailable ({type(exc).__name__}); retry later") from None
+    except BaseException:
+        idem.abandon()
+        raise
+    idem.finish(job.id)
     return job_public(job)
 
 
-@router.get("", operation_id="list_jobs", response_model=JobsPublic, responses=errors(422))
+@router.get("", operation_id="list_jobs", response_model=JobsPublic, responses=errors())
 def list_jobs(
     session: SessionDep,
+    tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Annotated[str | None, Query(description="the last id of the previous page")] = None,
     status: JobStatus | None = None,
 ) -> JobsPublic:
-    query = select(Job).order_by(Job.id.desc()).limit(limit + 1)
+    query = select(Job).where(Job.tenant_id == tenant).order_by(Job.id.desc()).limit(limit + 1)
     if after is not None:
         query = query.where(Job.id < after)
     if status is not None:
@@ -68,8 +104,25 @@ def list_jobs(
 
 
 @router.get("/{job_id}", operation_id="get_job", response_model=JobPublic, responses=errors(404))
-def get_job(job_id: str, session: SessionDep) -> JobPublic:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFound("job", job_id)
+def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
+    return job_public(get_job_or_404(session, tenant, job_id))
+
+
+@router.post("/{job_id}/cancel", operation_id="cancel_job", response_model=JobPublic, responses=errors(404, 409))
+def cancel_job(job_id: str, session: SessionDep, queue: QueueDep, tenant: TenantDep) -> JobPublic:
+    """A queued job never starts; a running one stops at its next progress report and keeps its checkpoints."""
+    job = get_job_or_404(session, tenant, job_id)
+    session.refresh(job, with_for_update=True)
+    if job.status in FINISHED:
+        raise Conflict(f"job {job_id} already {job.status}; only queued or running jobs can be cancelled",
+                       param="job_id", code="job_finished")
+    was = job.status
+    job.status, job.finished_at = "cancelled", utcnow()
+    record_event(session, job.id, "status", status="cancelled", previous=was)
+    session.commit()
+    if was == "queued":
+        try:
+            queue.control.revoke(job.id)
+        except Exception:  # noqa: BLE001 - the ledger already says cancelled; the worker will skip it
+            pass
     return job_public(job)

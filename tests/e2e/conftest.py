@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
+
+from tests.db_urls import fresh_database
 
 
 @pytest.fixture
@@ -18,16 +18,7 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
+def postgres_url(tmp_path) -> Iterator[str]:
     """A fresh database on the real PostgreSQL on 127.0.0.1:5432, dropped afterwards."""
-    admin_url = os.environ.get("FEWSHOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    name = f"fewshot_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database("postgres", tmp_path) as url:
+        yield url

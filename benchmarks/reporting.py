@@ -1,0 +1,41 @@
+"""Shared by the benchmark scripts: one thread, results files with the command that made them."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+for _key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_key, "1")
+
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+def setup(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def command() -> str:
+    return "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+
+
+def write_results(name: str, payload: dict[str, Any], markdown: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"command": command(), "machine": machine(), "written_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **payload}
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    header = f"Command: `{payload['command']}`\n\nMachine: {payload['machine']}; written {payload['written_at']}.\n\n"
+    (RESULTS / f"{name}.md").write_text(header + markdown)

@@ -1,0 +1,224 @@
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.error_body import ErrorBody
+from ...models.task_create import TaskCreate
+from ...models.task_public import TaskPublic
+from ...types import UNSET, Response, Unset
+
+
+def _get_kwargs(
+    model_id: str,
+    *,
+    body: TaskCreate,
+    idempotency_key: None | str | Unset = UNSET,
+) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+    if not isinstance(idempotency_key, Unset):
+        headers["Idempotency-Key"] = idempotency_key
+
+    _kwargs: dict[str, Any] = {
+        "method": "post",
+        "url": "/v1/models/{model_id}/tasks".format(
+            model_id=quote(str(model_id), safe=""),
+        ),
+    }
+
+    _kwargs["json"] = body.to_dict()
+
+    headers["Content-Type"] = "application/json"
+
+    _kwargs["headers"] = headers
+    return _kwargs
+
+
+def _parse_response(*, client: AuthenticatedClient | Client, response: httpx.Response) -> ErrorBody | TaskPublic | None:
+    if response.status_code == 201:
+        response_201 = TaskPublic.from_dict(response.json())
+
+        return response_201
+
+    if response.status_code == 202:
+        response_202 = TaskPublic.from_dict(response.json())
+
+        return response_202
+
+    if response.status_code == 401:
+        response_401 = ErrorBody.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 404:
+        response_404 = ErrorBody.from_dict(response.json())
+
+        return response_404
+
+    if response.status_code == 409:
+        response_409 = ErrorBody.from_dict(response.json())
+
+        return response_409
+
+    if response.status_code == 422:
+        response_422 = ErrorBody.from_dict(response.json())
+
+        return response_422
+
+    if response.status_code == 503:
+        response_503 = ErrorBody.from_dict(response.json())
+
+        return response_503
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[ErrorBody | TaskPublic]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    model_id: str,
+    *,
+    client: AuthenticatedClient | Client,
+    body: TaskCreate,
+    idempotency_key: None | str | Unset = UNSET,
+) -> Response[ErrorBody | TaskPublic]:
+    """Create Task
+
+    Args:
+        model_id (str):
+        idempotency_key (None | str | Unset): the same key returns the same object, never a second
+            one
+        body (TaskCreate):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[ErrorBody | TaskPublic]
+    """
+
+    kwargs = _get_kwargs(
+        model_id=model_id,
+        body=body,
+        idempotency_key=idempotency_key,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    model_id: str,
+    *,
+    client: AuthenticatedClient | Client,
+    body: TaskCreate,
+    idempotency_key: None | str | Unset = UNSET,
+) -> ErrorBody | TaskPublic | None:
+    """Create Task
+
+    Args:
+        model_id (str):
+        idempotency_key (None | str | Unset): the same key returns the same object, never a second
+            one
+        body (TaskCreate):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        ErrorBody | TaskPublic
+    """
+
+    return sync_detailed(
+        model_id=model_id,
+        client=client,
+        body=body,
+        idempotency_key=idempotency_key,
+    ).parsed
+
+
+async def asyncio_detailed(
+    model_id: str,
+    *,
+    client: AuthenticatedClient | Client,
+    body: TaskCreate,
+    idempotency_key: None | str | Unset = UNSET,
+) -> Response[ErrorBody | TaskPublic]:
+    """Create Task
+
+    Args:
+        model_id (str):
+        idempotency_key (None | str | Unset): the same key returns the same object, never a second
+            one
+        body (TaskCreate):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[ErrorBody | TaskPublic]
+    """
+
+    kwargs = _get_kwargs(
+        model_id=model_id,
+        body=body,
+        idempotency_key=idempotency_key,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    model_id: str,
+    *,
+    client: AuthenticatedClient | Client,
+    body: TaskCreate,
+    idempotency_key: None | str | Unset = UNSET,
+) -> ErrorBody | TaskPublic | None:
+    """Create Task
+
+    Args:
+        model_id (str):
+        idempotency_key (None | str | Unset): the same key returns the same object, never a second
+            one
+        body (TaskCreate):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        ErrorBody | TaskPublic
+    """
+
+    return (
+        await asyncio_detailed(
+            model_id=model_id,
+            client=client,
+            body=body,
+            idempotency_key=idempotency_key,
+        )
+    ).parsed

@@ -1,0 +1,263 @@
+"""User datasets: an npz of arrays or a zip of class folders of images, validated, as episodes.
+
+An npz holds `x` [n, *input_shape] (numbers), `y` [n] (integer class ids: classification) or
+[n] / [n, d] (floats: regression, one function per `task`), and optionally `task` [n]
+(integers). A zip holds one folder of PNG/JPEG images per class (`<class>/<file>.png`,
+optionally under one top folder). Both become `ArrayData`, stored as one safetensors file
+whose metadata keeps what the arrays cannot (output kind, image format, class names).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors import safe_open
+from torch import Tensor
+
+from models.episodes import Episode, ImageFormat, OutputKind, ProblemSpec, Split
+from models.images import image_to_array
+
+MIN_CLASSES = 6  # two-way tasks on disjoint train, val and test classes
+MIN_PER_CLASS = 2  # one support and one query example
+MIN_TASKS = 3  # regression: train, val and test functions
+MAX_EXAMPLES = 1_000_000
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+SPLIT_FRACTION = 0.2  # of classes (or tasks) for each of val and test
+
+
+class DatasetError(ValueError):
+    """An upload that cannot be used; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class ArrayData:
+    x: Tensor  # [n, *input_shape] float32
+    y: Tensor  # [n] int64 class index, or [n, output_dim] float32 targets
+    task: Tensor | None  # [n] int64, or None
+    output: OutputKind
+    image: ImageFormat | None = None
+    class_names: list[str] = field(default_factory=list)  # classification: name of each index
+
+    @property
+    def input_shape(self) -> list[int]:
+        return list(self.x.shape[1:])
+
+    def counts(self) -> list[int]:
+        """Examples per class (classification) or per task (regression)."""
+        groups = self.y if self.output == "classification" else self.task
+        assert groups is not None
+        return torch.bincount(groups).tolist()
+
+    def summary(self) -> dict[str, Any]:
+        counts = self.counts()
+        out: dict[str, Any] = {"examples": len(self.x), "min_per_group": min(counts), "max_per_group": max(counts)}
+        if self.output == "classification":
+            out["classes"] = len(counts)
+            out["class_names"] = self.class_names[:1000]
+        else:
+            out["output_dim"] = int(self.y.shape[1])
+        if self.task is not None:
+            out["tasks"] = int(self.task.max()) + 1
+        return out
+
+    def tensors(self) -> dict[str, Tensor]:
+        out = {"x": self.x, "y": self.y}
+        if self.task is not None:
+            out["task"] = self.task
+        return out
+
+    def metadata(self) -> dict[str, str]:
+        image = None if self.image is None else {"size": self.image.size, "invert": self.image.invert}
+        return {"output": self.output, "image": json.dumps(image), "class_names": json.dumps(self.class_names)}
+
+
+def load_array_file(path: str) -> ArrayData:
+    """An ArrayData saved as safetensors with `metadata()` (the artifact store's format)."""
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iterator
+    image = json.loads(meta.get("image", "null"))
+    return ArrayData(
+        x=tensors["x"], y=tensors["y"], task=tensors.get("task"), output=meta["output"],  # type: ignore[arg-type]
+        image=ImageFormat(**image) if image else None, class_names=json.loads(meta.get("class_names", "[]")),
+    )
+
+
+def read_npz(data: bytes) -> ArrayData:
+    """Validate an npz of `x`, `y` and optional `task`; raises DatasetError saying what is wrong."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise DatasetError(f"the file is not a readable .npz of numeric arrays ({exc})") from None
+    unknown = sorted(set(arrays) - {"x", "y", "task"})
+    if unknown or "x" not in arrays or "y" not in arrays:
+        raise DatasetError(f"an npz dataset holds arrays x, y and optionally task; found {sorted(arrays)}")
+    x, y, task = arrays["x"], arrays["y"], arrays.get("task")
+    n = len(x) if x.ndim else 0
+    if x.ndim < 2 or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
+        raise DatasetError(f"x must be a numeric array [examples, *input_shape]; got dtype {x.dtype}, shape {list(x.shape)}")
+    if not 1 <= n <= MAX_EXAMPLES:
+        raise DatasetError(f"x has {n} examples; between 1 and {MAX_EXAMPLES} are accepted")
+    if len(y) != n or (task is not None and task.shape != (n,)):
+        raise DatasetError(f"y and task must have one entry per example of x ({n}); y has shape {list(y.shape)}")
+    if not np.isfinite(x.astype(np.float64)).all():
+        raise DatasetError("x contains NaN or infinity")
+    xt = torch.from_numpy(x.astype(np.float32))
+    tt = _task_ids(task) if task is not None else None
+    if np.issubdtype(y.dtype, np.integer):
+        if y.ndim != 1:
+            raise DatasetError(f"integer labels y must have shape [examples]; got {list(y.shape)}")
+        values, index = np.unique(y, return_inverse=True)
+        out = ArrayData(xt, torch.from_numpy(index.astype(np.int64)), tt, "classification",
+                        class_names=[str(v) for v in values.tolist()])
+    elif np.issubdtype(y.dtype, np.floating):
+        if y.ndim not in (1, 2) or not np.isfinite(y).all():
+            raise DatasetError("float targets y must be finite, of shape [examples] or [examples, output_dim]")
+        if tt is None:
+            raise DatasetError("regression targets (float y) need a `task` array saying which function each example is from")
+        yt = torch.from_numpy(y.astype(np.float32)).reshape(n, -1)
+        out = ArrayData(xt, yt, tt, "regression")
+    else:
+        raise DatasetError(f"y must hold integers (class labels) or floats (regression targets); got dtype {y.dtype}")
+    check_counts(out)
+    return out
+
+
+def _task_ids(task: np.ndarray) -> Tensor:
+    if not np.issubdtype(task.dtype, np.integer):
+        raise DatasetError(f"task must hold integer task ids; got dtype {task.dtype}")
+    _, index = np.unique(task, return_inverse=True)
+    return torch.from_numpy(index.astype(np.int64))
+
+
+def read_image_zip(data: bytes, fmt: ImageFormat) -> ArrayData:
+    """A zip of class folders of PNG/JPEG images, as [n, 1, size, size] pixels in [0, 1]."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise DatasetError("the file is neither an .npz nor a .zip of class folders of images") from None
+    files = [
+        PurePosixPath(info.filename) for info in archive.infolist()
+        if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith((".", "__MACOSX")) for part in PurePosixPath(info.filename).parts)
+    ]
+    if not files:
+        raise DatasetError("the zip holds no .png or .jpg images; put each class's images in a folder named after it")
+    if len(files) > MAX_EXAMPLES:
+        raise DatasetError(f"the zip holds {len(files)} images; at most {MAX_EXAMPLES} are accepted")
+    if any(len(p.parts) < 2 for p in files):
+        raise DatasetError("images must sit in class folders (<class>/<image>.png), not at the top of the zip")
+    names = sorted({p.parts[-2] for p in files})
+    if len({p.parts[:-2] for p in files}) > 1:
+        raise DatasetError("class folders must all sit at the same level of the zip")
+    index = {name: i for i, name in enumerate(names)}
+    pixels, labels = [], []
+    for path in sorted(files):
+        try:
+            with Image.open(io.BytesIO(archive.read(str(path)))) as image:
+                image.load()
+                pixels.append(image_to_array(image, fmt))
+        except (OSError, Image.DecompressionBombError, SyntaxError) as exc:
+            raise DatasetError(f"{path} is not a readable PNG or JPEG image ({exc})") from None
+        labels.append(index[path.parts[-2]])
+    x = torch.from_numpy(np.stack(pixels).astype(np.float32) / 255.0).unsqueeze(1)  # [n, 1, size, size]
+    out = ArrayData(x, torch.tensor(labels, dtype=torch.int64), None, "classification", image=fmt, class_names=names)
+    check_counts(out)
+    return out
+
+
+def check_counts(data: ArrayData) -> None:
+    counts = data.counts()
+    if data.output == "classification":
+        if len(counts) < MIN_CLASSES:
+            raise DatasetError(
+                f"the dataset has {len(counts)} classes; at least {MIN_CLASSES} are needed so that train, val "
+                "and test tasks use disjoint classes"
+            )
+        small = [data.class_names[i] for i, c in enumerate(counts) if c < MIN_PER_CLASS]
+        if small:
+            raise DatasetError(f"classes {small[:5]} have fewer than {MIN_PER_CLASS} examples each; add examples or drop them")
+    else:
+        if len(counts) < MIN_TASKS:
+            raise DatasetError(f"the dataset has {len(counts)} tasks; at least {MIN_TASKS} are needed (train, val, test)")
+        if min(counts) < MIN_PER_CLASS:
+            raise DatasetError(f"every task needs at least {MIN_PER_CLASS} examples (support and query)")
+
+
+def split_groups(n_groups: int, n_way: int, seed: int) -> dict[Split, list[int]]:
+    """Disjoint train/val/test groups (classes, or regression tasks with n_way=1)."""
+    n_held = max(n_way, round(SPLIT_FRACTION * n_groups))
+    if n_groups - 2 * n_held < n_way:
+        raise DatasetError(
+            f"the dataset has {n_groups} classes; {n_way}-way tasks on disjoint train, val and test classes need "
+            f"at least {3 * n_way}: lower n_way"
+        )
+    order = np.random.default_rng(seed).permutation(n_groups).tolist()
+    return {"test": sorted(order[:n_held]), "val": sorted(order[n_held : 2 * n_held]), "train": sorted(order[2 * n_held :])}
+
+
+def check_episodes(output: str, counts: list[int], n_way: int, k_shot: int, k_query: int, seed: int) -> None:
+    """Whether episodes of this shape can be drawn; raises DatasetError saying what to change."""
+    split_groups(len(counts), n_way if output == "classification" else 1, seed)
+    need = k_shot + k_query
+    if min(counts) < need:
+        kind = "class" if output == "classification" else "task"
+        raise DatasetError(
+            f"the smallest {kind} has {min(counts)} examples, fewer than k_shot + k_query = {need}: lower k_shot or k_query"
+        )
+
+
+@dataclass
+class ArrayTasks:
+    """N-way K-shot episodes (classification) or K-shot functions (regression) over ArrayData."""
+
+    data: ArrayData
+    n_way: int = 5
+    k_shot: int = 1
+    k_query: int = 15
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        counts = self.data.counts()
+        check_episodes(self.data.output, counts, self.n_way, self.k_shot, self.k_query, self.seed)
+        classification = self.data.output == "classification"
+        groups = self.data.y if classification else self.data.task
+        assert groups is not None
+        self.splits = split_groups(len(counts), self.n_way if classification else 1, self.seed)
+        self._members = [torch.nonzero(groups == g).flatten() for g in range(len(counts))]
+
+    @property
+    def spec(self) -> ProblemSpec:
+        shape = tuple(self.data.input_shape)
+        if self.data.output == "classification":
+            return ProblemSpec(shape, "classification", n_way=self.n_way, image=self.data.image)
+        return ProblemSpec(shape, "regression", output_dim=int(self.data.y.shape[1]))
+
+    def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]:
+        return [self._episode(self.splits[split], generator) for _ in range(n_tasks)]
+
+    def _draw(self, group: int, generator: torch.Generator) -> Tensor:
+        pool = self._members[group]
+        return pool[torch.randperm(len(pool), generator=generator)[: self.k_shot + self.k_query]]
+
+    def _episode(self, groups: list[int], generator: torch.Generator) -> Episode:
+        x, y = self.data.x, self.data.y
+        if self.data.output == "regression":
+            chosen = self._draw(groups[int(torch.randint(len(groups), (), generator=generator))], generator)
+            support, query = chosen[: self.k_shot], chosen[self.k_shot :]
+            return Episode(x[support], y[support], x[query], y[query])  # [K, *shape], [K, d], [Q, *shape], [Q, d]
+        picked = torch.randperm(len(groups), generator=generator)[: self.n_way].tolist()
+        draws = [self._draw(groups[i], generator) for i in picked]
+        support = torch.cat([d[: self.k_shot] for d in draws])  # [N*K]
+        query = torch.cat([d[self.k_shot :] for d in draws])  # [N*Q]
+        labels = torch.arange(self.n_way)
+        return Episode(x[support], labels.repeat_interleave(self.k_shot), x[query], labels.repeat_interleave(self.k_query))

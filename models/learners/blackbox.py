@@ -1,0 +1,223 @@
+"""Black-box meta-learning: a network reads the support set and writes the task's state.
+
+phi_i = f_theta(D_i^tr) is a small summary h_i (the LSTM state of `mann`, the class summaries
+of `attention`) and a prediction is g(x; h_i, theta). Inputs are embedded first, by the MLP or
+the Conv4 of models/nets.py; labels enter as one-hot vectors over n_way slots (targets for
+regression), so a task with n < n_way classes uses the first n slots and gets n logits back.
+
+Image embeddings normalise with the support set's statistics (MetaBN; Bronskill et al., 2020):
+on the support set this is exactly Conv4.embed() with its batch statistics, and the statistics
+are stored in phi, so queries are normalised by them and never by one another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.episodes import Episode, ProblemSpec
+from models.learners.attention import AttentionReader
+from models.learners.base import AdaptOptions, Learner, Params
+from models.learners.mann import MANNReader
+from models.nets import MLP, Conv4
+
+ARCHITECTURES = ("mann", "attention")
+
+
+@dataclass
+class BlackBoxConfig:
+    architecture: Literal["mann", "attention"] = "mann"
+    meta_lr: float = 1e-3  # Adam on theta
+    hidden: list[int] = field(default_factory=lambda: [64, 64])  # MLP embedding widths (vector inputs)
+    channels: int = 64  # Conv4 width (image inputs); the embedding has this size
+    width: int = 128  # LSTM hidden size (mann) or token width (attention)
+    layers: int = 1  # LSTM layers (mann) or attention blocks in the encoder and the decoder
+    heads: int = 4  # attention heads (attention)
+    fewer_ways_fraction: float = 0.5  # meta-batches on 2..n_way-1 classes: serves small tasks, and
+    # easy tasks get black-box learners off their initial plateau at chance sooner
+    max_grad_norm: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
+        if not 0 < self.meta_lr <= 1:
+            raise ValueError("meta_lr must be in (0, 1]")
+        if not self.hidden or any(h < 1 or h > 4096 for h in self.hidden):
+            raise ValueError("hidden must list layer widths between 1 and 4096")
+        if not 1 <= self.channels <= 512:
+            raise ValueError("channels must be between 1 and 512")
+        if not 1 <= self.width <= 4096:
+            raise ValueError("width must be between 1 and 4096")
+        if not 1 <= self.layers <= 16:
+            raise ValueError("layers must be between 1 and 16")
+        if not 1 <= self.heads <= 64 or (self.architecture == "attention" and self.width % self.heads):
+            raise ValueError("heads must be between 1 and 64 and divide width")
+        if not 0 <= self.fewer_ways_fraction <= 1:
+            raise ValueError("fewer_ways_fraction must be in [0, 1]")
+        if not self.max_grad_norm > 0:
+            raise ValueError("max_grad_norm must be positive")
+
+
+class SupportNormConv4(nn.Module):
+    """Conv4's blocks, normalised by the support set's per-task statistics (stored in phi)."""
+
+    def __init__(self, in_channels: int, image_size: int, channels: int) -> None:
+        super().__init__()
+        self.conv4 = Conv4(in_channels, image_size, out_dim=1, channels=channels)
+        self.conv4.head = nn.Identity()  # type: ignore[assignment]  # the reader predicts, not Conv4
+        self.embedding_dim = self.conv4.embedding_dim
+
+    def forward(self, x: Tensor, stats: Params | None = None) -> tuple[Tensor, Params]:
+        """x: [T, S, C, H, W] -> embeddings [T, S, D] and the statistics used, [T, channels] each.
+
+        Without `stats` each task's own batch statistics are used (the support pass)."""
+        t, s = x.shape[:2]
+        h = x.flatten(0, 1)  # [T*S, C, H, W]
+        used: Params = {}
+        for i, block in enumerate(self.conv4.features):
+            z = block.conv(h).unflatten(0, (t, s))  # [T, S, C', H', W']
+            if stats is None:
+                mean = z.mean(dim=(1, 3, 4))  # [T, C']
+                var = (z - mean[:, None, :, None, None]).pow(2).mean(dim=(1, 3, 4))
+            else:
+                mean, var = stats[f"norm.{i}.mean"], stats[f"norm.{i}.var"]
+            used[f"norm.{i}.mean"], used[f"norm.{i}.var"] = mean, var
+            z_hat = (z - mean[:, None, :, None, None]) * torch.rsqrt(var + block.norm.eps)[:, None, :, None, None]
+            z = z_hat * block.norm.weight.view(1, 1, -1, 1, 1) + block.norm.bias.view(1, 1, -1, 1, 1)
+            h = F.max_pool2d(F.relu(z.flatten(0, 1)), 2)
+        return h.flatten(1).unflatten(0, (t, s)), used
+
+
+class VectorEmbedding(nn.Module):
+    def __init__(self, in_dim: int, hidden: list[int]) -> None:
+        super().__init__()
+        self.mlp = MLP(in_dim, hidden, out_dim=1)
+        self.mlp.head = nn.Identity()  # type: ignore[assignment]
+        self.embedding_dim = self.mlp.embedding_dim
+
+    def forward(self, x: Tensor, stats: Params | None = None) -> tuple[Tensor, Params]:  # [T, S, ...] -> [T, S, D]
+        return self.mlp.embed(x.flatten(0, 1)).unflatten(0, x.shape[:2]), {}
+
+
+class BlackBoxNet(nn.Module):
+    """All of theta: the embedding and the reader."""
+
+    def __init__(self, spec: ProblemSpec, config: BlackBoxConfig) -> None:
+        super().__init__()
+        self.embedding: SupportNormConv4 | VectorEmbedding
+        if len(spec.input_shape) == 3:
+            c, h, w = spec.input_shape
+            if h != w:
+                raise ValueError(f"Conv4 takes square images, got input shape {spec.input_shape}")
+            self.embedding = SupportNormConv4(c, h, config.channels)
+        else:
+            in_dim = 1
+            for d in spec.input_shape:
+                in_dim *= d
+            self.embedding = VectorEmbedding(in_dim, config.hidden)
+        slots = spec.n_way if spec.output == "classification" else spec.output_dim
+        dim = self.embedding.embedding_dim
+        self.reader: MANNReader | AttentionReader
+        if config.architecture == "mann":
+            self.reader = MANNReader(dim, slots, slots, config.width, config.layers)
+        else:
+            self.reader = AttentionReader(
+                dim, slots, slots, config.width, config.layers, config.heads, spec.output == "classification"
+            )
+
+
+class BlackBox(Learner):
+    algorithm = "blackbox"
+    config_class = BlackBoxConfig
+
+    def __init__(self, spec: ProblemSpec, config: BlackBoxConfig) -> None:
+        super().__init__(spec, config)
+        self.classification = spec.output == "classification"
+        self.net = BlackBoxNet(spec, config)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.meta_lr)
+
+    # The two halves of the learner, batched over tasks: f_theta (support -> phi) and g.
+
+    def _summarize(self, support_x: Tensor, support_y: Tensor, n_classes: int | None) -> Params:
+        """support_x: [T, S, *input_shape], support_y: [T, S] or [T, S, dim] -> phi, [T, ...] each."""
+        e, stats = self.net.embedding(support_x)  # [T, S, D]
+        labels = F.one_hot(support_y, self.spec.n_way).float() if self.classification else support_y
+        return {**stats, **self.net.reader.summarize(e, labels, n_classes)}
+
+    def _readout(self, phi: Params, query_x: Tensor, n_classes: int | None) -> Tensor:
+        """query_x: [T, Q, *input_shape] -> logits [T, Q, n] or outputs [T, Q, dim]."""
+        e, _ = self.net.embedding(query_x, phi)
+        out = self.net.reader.readout(phi, e)
+        return out[..., :n_classes] if n_classes is not None else out
+
+    def meta_train_step(self, episodes: list[Episode]) -> dict[str, float]:
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        n_classes = self._training_ways()
+        prepared = [self._training_episode(ep, n_classes) for ep in episodes]
+        groups: dict[tuple[torch.Size, ...], list[Episode]] = {}
+        for ep in prepared:  # tasks of one shape are stacked and read as one batch
+            groups.setdefault((ep.support_x.shape, ep.query_x.shape, ep.support_y.shape), []).append(ep)
+        totals: dict[str, float] = {}
+        for group in groups.values():
+            sx, sy = torch.stack([ep.support_x for ep in group]), torch.stack([ep.support_y for ep in group])
+            qx, qy = torch.stack([ep.query_x for ep in group]), torch.stack([ep.query_y for ep in group])
+            out = self._readout(self._summarize(sx, sy, n_classes), qx, n_classes)  # [T, Q, n]
+            out, qy = out.flatten(0, 1), qy.flatten(0, 1)
+            loss = self.loss(out, qy)
+            (loss * len(group) / len(episodes)).backward()
+            for k, v in {"loss": float(loss.detach()), **self.score(out.detach(), qy)}.items():
+                totals[k] = totals.get(k, 0.0) + v * len(group) / len(episodes)
+        nn.utils.clip_grad_norm_(self.net.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        return totals
+
+    def _training_ways(self) -> int | None:
+        """n_way, or for a fraction of meta-batches fewer, so that smaller tasks are served well."""
+        if not self.classification:
+            return None
+        n_way = self.spec.n_way
+        if n_way > 2 and float(torch.rand(())) < self.config.fewer_ways_fraction:
+            return int(torch.randint(2, n_way, ()))
+        return n_way
+
+    def _training_episode(self, ep: Episode, n_classes: int | None) -> Episode:
+        """The episode cut to its first n classes, its support set in a random order."""
+        sx, sy, qx, qy = ep.support_x, ep.support_y, ep.query_x, ep.query_y
+        if n_classes is not None and n_classes < self.spec.n_way:
+            keep_s, keep_q = sy < n_classes, qy < n_classes
+            sx, sy, qx, qy = sx[keep_s], sy[keep_s], qx[keep_q], qy[keep_q]
+        order = torch.randperm(len(sx))
+        return Episode(sx[order], sy[order], qx, qy)
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, options: AdaptOptions | None = None) -> Params:
+        """h_i from one read of the support set; inner_steps and inner_lr do not apply."""
+        self.check_support(support_x, support_y)
+        n_classes = int(support_y.max()) + 1 if self.classification else None
+        self.net.eval()
+        with torch.no_grad():
+            phi = self._summarize(support_x[None], support_y[None], n_classes)
+        state = {k: v[0].contiguous() for k, v in phi.items()}
+        if n_classes is not None:
+            state["n_classes"] = torch.tensor([n_classes], dtype=torch.int64)
+        return state
+
+    def predict(self, phi: Params, x: Tensor) -> Tensor:
+        if x.shape[1:] != torch.Size(self.spec.input_shape):
+            raise ValueError(f"inputs have shape {tuple(x.shape[1:])}, the model takes {self.spec.input_shape}")
+        n_classes = int(phi["n_classes"][0]) if self.classification else None
+        batched = {k: v[None] for k, v in phi.items() if k != "n_classes"}
+        self.net.eval()
+        with torch.no_grad():
+            return self._readout(batched, x[None], n_classes)[0]
+
+    def state(self) -> Params:
+        return {k: v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}
+
+    def load_state(self, tensors: Params) -> None:
+        self.net.load_state_dict(tensors, strict=True)
+

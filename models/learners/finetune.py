@@ -1,0 +1,138 @@
+"""The fine-tuning baseline: supervised pretraining on the union of training classes, then a
+fresh head fitted to each task's support set with the backbone frozen.
+
+Pretraining reads `supervised_batch` of the task family (global class ids; see
+models.episodes.SupervisedBatch), `batch_size` examples per step; meta_batch_size is unused.
+A task's phi is its head. For regression (the MAML paper's "pretrained" sinusoid baseline)
+the head starts from the pretrained one, and `scope` "all" fine-tunes every weight instead
+(phi is then the whole network), as that paper does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from models.episodes import ProblemSpec, SupervisedBatch, TaskFamily
+from models.learners.anil import HEAD_KEYS, EmbeddingView, head_forward
+from models.learners.base import AdaptOptions, Learner, Params
+from models.learners.inner import inner_loop
+from models.learners.maml import MAX_ADAPT_STEPS
+from models.nets import build_backbone
+
+
+@dataclass
+class FinetuneConfig:
+    meta_lr: float = 1e-3  # Adam in pretraining
+    batch_size: int = 128  # examples per pretraining step
+    inner_steps: int = 50  # gradient steps fitting a task's head
+    inner_lr: float = 0.1
+    scope: Literal["head", "all"] = "head"
+    hidden: list[int] = field(default_factory=lambda: [40, 40])  # MLP widths (vector inputs)
+    channels: int = 64  # Conv4 width (image inputs)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.meta_lr <= 1:
+            raise ValueError("meta_lr must be in (0, 1]")
+        if not 1 <= self.batch_size <= 100_000:
+            raise ValueError("batch_size must be between 1 and 100000")
+        if not 0 <= self.inner_steps <= MAX_ADAPT_STEPS:
+            raise ValueError(f"inner_steps must be between 0 and {MAX_ADAPT_STEPS}")
+        if not 0 < self.inner_lr <= 10:
+            raise ValueError("inner_lr must be in (0, 10]")
+        if self.scope not in ("head", "all"):
+            raise ValueError("scope must be 'head' or 'all'")
+        if not self.hidden or any(h < 1 or h > 4096 for h in self.hidden):
+            raise ValueError("hidden must list layer widths between 1 and 4096")
+        if not 1 <= self.channels <= 512:
+            raise ValueError("channels must be between 1 and 512")
+
+
+class Finetune(Learner):
+    algorithm = "finetune"
+    config_class = FinetuneConfig
+
+    def __init__(self, spec: ProblemSpec, config: FinetuneConfig) -> None:
+        super().__init__(spec, config)
+        self.net = build_backbone(spec, config.hidden, config.channels, running_stats=True)
+        if spec.output == "classification":
+            self.net.head = nn.Identity()  # the pretraining head is sized by the first batch
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.meta_lr)
+
+    @property
+    def _classifies(self) -> bool:
+        return self.spec.output == "classification"
+
+    def _set_pretrain_head(self, n_classes: int) -> None:
+        head = self.net.head
+        if isinstance(head, nn.Linear) and head.out_features == n_classes:
+            return
+        if isinstance(head, nn.Linear):
+            raise ValueError(f"pretraining head has {head.out_features} classes, the batch {n_classes}")
+        self.net.head = nn.Linear(self.net.embedding_dim, n_classes)  # type: ignore[arg-type]
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.meta_lr)
+
+    def training_batch(self, tasks: TaskFamily, size: int, generator: torch.Generator) -> Any:
+        supervised = getattr(tasks, "supervised_batch", None)
+        if supervised is None:
+            raise ValueError(f"finetune pretrains on global classes; {type(tasks).__name__} has no supervised_batch")
+        return supervised(self.config.batch_size, generator)
+
+    def meta_train_step(self, batch: SupervisedBatch) -> dict[str, float]:  # type: ignore[override]
+        if self._classifies:
+            self._set_pretrain_head(batch.n_classes)
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.net(batch.x)  # [B, n_classes] or [B, output_dim]
+        loss = self.loss(out, batch.y)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": float(loss.detach()), **self.score(out.detach(), batch.y)}
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, options: AdaptOptions | None = None) -> Params:
+        self.check_support(support_x, support_y)
+        options = options or AdaptOptions()
+        steps = self.config.inner_steps if options.inner_steps is None else options.inner_steps
+        if not 0 <= steps <= MAX_ADAPT_STEPS:
+            raise ValueError(f"inner_steps must be between 0 and {MAX_ADAPT_STEPS}")
+        lr = self.config.inner_lr if options.inner_lr is None else options.inner_lr
+        self.net.eval()
+        with torch.no_grad():
+            head = self._initial_head(support_y)
+            if self.config.scope == "all":
+                params = {k: v.detach() for k, v in self.net.named_parameters() if k not in HEAD_KEYS}
+                phi = inner_loop(self._forward, {**params, **head}, support_x, support_y, self.loss, steps, lr, create_graph=False)
+            else:
+                features = self.net.embed(support_x)  # [S, D], computed once: the body is frozen
+                phi = inner_loop(head_forward, head, features, support_y, self.loss, steps, lr, create_graph=False)
+        return {k: v.detach().contiguous() for k, v in phi.items()}
+
+    def _initial_head(self, support_y: Tensor) -> Params:
+        if not self._classifies:
+            return {k: v.detach().clone() for k, v in self.net.head.named_parameters(prefix="head")}
+        n = int(support_y.max()) + 1
+        dim = self.net.embedding_dim
+        return {"head.weight": torch.zeros(n, dim), "head.bias": torch.zeros(n)}  # a fresh head
+
+    def _forward(self, params: Params, x: Tensor) -> Tensor:
+        body = {f"net.{k}": v for k, v in params.items() if k not in HEAD_KEYS}
+        return head_forward(params, functional_call(EmbeddingView(self.net), body, (x,)))
+
+    def predict(self, phi: Params, x: Tensor) -> Tensor:
+        self.net.eval()
+        with torch.no_grad():
+            if self.config.scope == "all":
+                return self._forward(phi, x)
+            return head_forward(phi, self.net.embed(x))
+
+    def state(self) -> Params:
+        return {k: v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}
+
+    def load_state(self, tensors: Params) -> None:
+        if self._classifies and "head.weight" in tensors:
+            self._set_pretrain_head(tensors["head.weight"].shape[0])
+        self.net.load_state_dict(tensors, strict=True)

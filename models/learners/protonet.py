@@ -1,0 +1,100 @@
+"""Prototypical networks (Snell et al., 2017): a class is the mean embedding of its support set.
+
+theta is the embedding network (Conv4 or MLP without its head); a task's phi is its
+prototypes, nothing more; a query's logits are minus its squared Euclidean distances to them.
+Batch normalisation keeps running statistics and uses them at adaptation and prediction, so
+a single query image is scored as it would be in a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from models.episodes import Episode, ProblemSpec
+from models.learners.base import AdaptOptions, Learner, Params
+from models.nets import build_backbone
+
+
+@dataclass
+class ProtoNetConfig:
+    meta_lr: float = 1e-3  # Adam on the embedding
+    lr_decay_every: int = 2000  # halve the learning rate every this many steps (the paper's schedule)
+    hidden: list[int] = field(default_factory=lambda: [40, 40])  # MLP widths (vector inputs)
+    channels: int = 64  # Conv4 width (image inputs)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.meta_lr <= 1:
+            raise ValueError("meta_lr must be in (0, 1]")
+        if not 1 <= self.lr_decay_every <= 10_000_000:
+            raise ValueError("lr_decay_every must be between 1 and 10000000")
+        if not self.hidden or any(h < 1 or h > 4096 for h in self.hidden):
+            raise ValueError("hidden must list layer widths between 1 and 4096")
+        if not 1 <= self.channels <= 512:
+            raise ValueError("channels must be between 1 and 512")
+
+
+def squared_distances(x: Tensor, prototypes: Tensor) -> Tensor:  # [B, D], [n, D] -> [B, n]
+    return (x.unsqueeze(1) - prototypes.unsqueeze(0)).pow(2).sum(-1)
+
+
+def class_means(features: Tensor, labels: Tensor, n_classes: int) -> Tensor:  # [S, D], [S] -> [n, D]
+    sums = torch.zeros(n_classes, features.shape[1], dtype=features.dtype).index_add_(0, labels, features)
+    counts = torch.bincount(labels, minlength=n_classes).clamp(min=1).unsqueeze(1).to(features.dtype)
+    return sums / counts
+
+
+class ProtoNet(Learner):
+    algorithm = "protonet"
+    config_class = ProtoNetConfig
+
+    def __init__(self, spec: ProblemSpec, config: ProtoNetConfig) -> None:
+        if spec.output != "classification":
+            raise ValueError("protonet classifies: train it on a classification dataset (omniglot, mnist)")
+        super().__init__(spec, config)
+        self.net = build_backbone(spec, config.hidden, config.channels, running_stats=True)
+        self.net.head = nn.Identity()  # the embedding is the output
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.meta_lr)
+
+    def _decay_learning_rate(self) -> None:
+        """Halve meta_lr every lr_decay_every steps, counted by Adam's own step (checkpointed)."""
+        first = next(iter(self.net.parameters()))
+        done = int(self.optimizer.state[first]["step"]) if "step" in self.optimizer.state.get(first, {}) else 0
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.meta_lr * 0.5 ** (done // self.config.lr_decay_every)
+
+    def meta_train_step(self, episodes: list[Episode]) -> dict[str, float]:
+        self.net.train()
+        self._decay_learning_rate()
+        self.optimizer.zero_grad(set_to_none=True)
+        totals: dict[str, float] = {}
+        for ep in episodes:
+            n = int(ep.support_y.max()) + 1
+            prototypes = class_means(self.net(ep.support_x), ep.support_y, n)  # [n, D]
+            logits = -squared_distances(self.net(ep.query_x), prototypes)  # [n_query, n]
+            loss = self.loss(logits, ep.query_y)
+            (loss / len(episodes)).backward()
+            for k, v in {"loss": float(loss.detach()), **self.score(logits.detach(), ep.query_y)}.items():
+                totals[k] = totals.get(k, 0.0) + v / len(episodes)
+        self.optimizer.step()
+        return totals
+
+    def adapt(self, support_x: Tensor, support_y: Tensor, options: AdaptOptions | None = None) -> Params:
+        self.check_support(support_x, support_y)
+        self.net.eval()
+        with torch.no_grad():
+            n = int(support_y.max()) + 1
+            return {"prototypes": class_means(self.net(support_x), support_y, n).contiguous()}
+
+    def predict(self, phi: Params, x: Tensor) -> Tensor:
+        self.net.eval()
+        with torch.no_grad():
+            return -squared_distances(self.net(x), phi["prototypes"])
+
+    def state(self) -> Params:
+        return {k: v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}
+
+    def load_state(self, tensors: Params) -> None:
+        self.net.load_state_dict(tensors, strict=True)

@@ -1,0 +1,140 @@
+"""Datasets: the built-ins, and uploads (npz arrays or a zip of class folders of images)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.arrays import ArrayData, DatasetError, read_image_zip, read_npz
+from models.episodes import ImageFormat
+from service.deps import ArtifactsDep, IdempotencyDep, SessionDep, SettingsDep, TenantDep
+from service.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from service.routes.common import errors
+from service.schemas import DatasetPublic, DatasetsPublic
+from store.artifacts import dataset_key
+from store.db import Dataset, Job
+from store.ids import new_id
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+IMAGE_28 = [1, 28, 28]
+BUILTINS: dict[str, DatasetPublic] = {
+    d.id: d for d in (
+        DatasetPublic(id="sinusoid", name="sinusoid", builtin=True, format="builtin", output="regression", input_shape=[1],
+                      description="y = A sin(x - phase), A ~ U[0.1, 5], phase ~ U[0, pi], x ~ U[-5, 5] (MAML paper)"),
+        DatasetPublic(id="omniglot", name="omniglot", builtin=True, format="builtin", output="classification",
+                      input_shape=IMAGE_28,
+                      description="1623 handwritten characters of 50 alphabets, 20 drawings each; disjoint class splits"),
+        DatasetPublic(id="mnist", name="mnist", builtin=True, format="builtin", output="classification",
+                      input_shape=IMAGE_28, description="handwritten digits; digits 0-4 meta-train, 5-9 meta-test"),
+        DatasetPublic(id="mtl-synthetic", name="mtl-synthetic", builtin=True, format="builtin", output="regression",
+                      input_shape=None, description="the MMoE paper's synthetic tasks of tunable correlation"),
+    )
+}
+
+
+def dataset_public(ds: Dataset) -> DatasetPublic:
+    return DatasetPublic(
+        id=ds.id, name=ds.name, builtin=False, format=ds.format, output=ds.output,  # type: ignore[arg-type]
+        input_shape=list(ds.spec["input_shape"]), summary=ds.summary, size_bytes=ds.size_bytes, created_at=ds.created_at,
+    )
+
+
+def get_dataset_or_404(session: Session, dataset_id: str, tenant: str) -> Dataset:
+    ds = session.get(Dataset, dataset_id)
+    if ds is None or ds.tenant_id != tenant:
+        raise NotFound("dataset", dataset_id, param="dataset_id")
+    return ds
+
+
+def _parse(content: bytes, filename: str, image_size: int, invert: bool) -> tuple[str, ArrayData]:
+    """npz when the archive holds .npy arrays (or is named .npz), else a zip of class folders."""
+    is_npz = filename.lower().endswith(".npz") or (content[:2] == b"PK" and b".npy" in content[:4096])
+    try:
+        if is_npz:
+            return "npz", read_npz(content)
+        return "images", read_image_zip(content, ImageFormat(size=image_size, invert=invert))
+    except DatasetError as exc:
+        raise InvalidInput(str(exc), param="file", code="invalid_dataset") from None
+
+
+@router.post("", status_code=201, operation_id="create_dataset", response_model=DatasetPublic,
+             responses=errors(404, 409, 413))
+def create_dataset(
+    file: Annotated[UploadFile, File(description="an .npz (x, y, optional task) or a .zip of class folders of images")],
+    session: SessionDep, store: ArtifactsDep, settings: SettingsDep, tenant: TenantDep, idem: IdempotencyDep,
+    name: Annotated[str | None, Form(max_length=255, description="defaults to the file name")] = None,
+    image_size: Annotated[int, Form(ge=8, le=256, description="images are resized to this square size")] = 28,
+    invert: Annotated[bool, Form(description="images: invert grey levels (dark strokes on white become 1)")] = False,
+) -> DatasetPublic:
+    content = file.file.read(settings.max_upload_bytes + 1)
+    if len(content) > settings.max_upload_bytes:
+        raise PayloadTooLarge(f"the upload exceeds {settings.max_upload_bytes} bytes", param="file")
+    filename = file.filename or "upload"
+    label = name or filename
+    fingerprint = hashlib.sha256(content).hexdigest() + f"|{label}|{image_size}|{invert}"
+    existing = idem.begin(fingerprint)
+    if existing is not None:
+        return dataset_public(get_dataset_or_404(session, existing, tenant))
+    try:
+        kind, data = _parse(content, filename, image_size, invert)
+        dataset_id = new_id("ds")
+        size = store.save(dataset_key(dataset_id), data.tensors(), metadata=data.metadata())
+        spec: dict[str, Any] = {"input_shape": data.input_shape, "counts": data.counts(),
+                                "image": None if data.image is None else {"size": image_size, "invert": invert}}
+        ds = Dataset(id=dataset_id, tenant_id=tenant, name=label, format=kind, output=data.output, spec=spec,
+                     summary=data.summary(), artifact=dataset_key(dataset_id), size_bytes=size)
+        session.add(ds)
+        session.commit()
+    except BaseException:
+        idem.abandon()
+        raise
+    idem.finish(dataset_id)
+    return dataset_public(ds)
+
+
+@router.get("", operation_id="list_datasets", response_model=DatasetsPublic, responses=errors())
+def list_datasets(
+    session: SessionDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[str | None, Query(description="the last id of the previous page")] = None,
+) -> DatasetsPublic:
+    """Uploaded datasets (newest first), then the built-ins."""
+    page: list[DatasetPublic] = []
+    builtins = list(BUILTINS)
+    if after is None or after not in BUILTINS:
+        query = select(Dataset).where(Dataset.tenant_id == tenant).order_by(Dataset.id.desc()).limit(limit + 1)
+        if after is not None:
+            query = query.where(Dataset.id < after)
+        page = [dataset_public(d) for d in session.scalars(query)]
+    else:
+        builtins = builtins[builtins.index(after) + 1 :]
+    page += [BUILTINS[b] for b in builtins]
+    return DatasetsPublic(data=page[:limit], has_more=len(page) > limit)
+
+
+@router.get("/{dataset_id}", operation_id="get_dataset", response_model=DatasetPublic, responses=errors(404))
+def get_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetPublic:
+    if dataset_id in BUILTINS:
+        return BUILTINS[dataset_id]
+    return dataset_public(get_dataset_or_404(session, dataset_id, tenant))
+
+
+@router.delete("/{dataset_id}", status_code=204, operation_id="delete_dataset", responses=errors(404, 409))
+def delete_dataset(dataset_id: str, session: SessionDep, store: ArtifactsDep, tenant: TenantDep) -> Response:
+    if dataset_id in BUILTINS:
+        raise Conflict(f"{dataset_id!r} is a built-in dataset and cannot be deleted", param="dataset_id", code="builtin_dataset")
+    ds = get_dataset_or_404(session, dataset_id, tenant)
+    busy = session.scalar(select(Job.id).where(Job.dataset == dataset_id, Job.status.in_(("queued", "running"))).limit(1))
+    if busy is not None:
+        raise Conflict(f"job {busy} is training on dataset {dataset_id}; cancel it or wait for it to finish",
+                       param="dataset_id", code="dataset_in_use")
+    session.delete(ds)
+    session.commit()
+    store.delete_prefix(f"datasets/{dataset_id}")
+    return Response(status_code=204)

@@ -1,0 +1,70 @@
+"""A prototypical network through the API: a job trained by the real pipeline function, a task
+adapted from Omniglot PNGs by the adapt worker's function, predictions from the in-process app.
+
+No worker process: train_job and adapt_task are what the workers run (as test_blackbox_api.py).
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from models.images import encode_png
+from models.omniglot import load_omniglot, split_characters
+from service.main import create_app
+from store.artifacts import ArtifactStore, state_key
+from store.settings import Settings
+from workers.pipelines import adapt_task, train_job
+
+REDIS_URL = "redis://127.0.0.1:6379/11"
+CONFIG = {"steps": 30, "meta_batch_size": 2, "k_query": 5, "channels": 8, "eval_episodes": 20, "split_by": "alphabet", "meta_lr": 0.005}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory, omniglot_dir) -> Settings:
+    data = tmp_path_factory.mktemp("protonet-api")
+    yield Settings(data_dir=data, redis_url=REDIS_URL, omniglot_dir=omniglot_dir)
+    redis.Redis.from_url(REDIS_URL).delete("train", "adapt")  # the messages no worker consumed
+
+
+def _png(image: np.ndarray) -> str:
+    return base64.b64encode(encode_png(1.0 - image)).decode()  # model space back to dark-on-white
+
+
+def test_protonet_trains_adapts_and_predicts_through_the_api(settings, omniglot_dir):
+    client = TestClient(create_app(settings))
+    r = client.post("/v1/jobs", json={"algorithm": "protonet", "dataset": "omniglot", "config": CONFIG})
+    assert r.status_code == 202, r.text
+    model_id = train_job(r.json()["id"], settings)
+    assert model_id is not None, client.get(f"/v1/jobs/{r.json()['id']}").json()["error"]
+    model = client.get(f"/v1/models/{model_id}").json()
+    assert model["algorithm"] == "protonet" and model["metrics"]["accuracy"] > 0.2 + 0.1
+
+    data = load_omniglot(omniglot_dir, settings.cache_dir)
+    test_chars = split_characters(data, by="alphabet", seed=0)["test"][:4]  # alphabets never trained on
+    images = data.images[test_chars].numpy()  # [4, 20, 28, 28]
+    labels = ["ka", "ki", "ku", "ke"]
+    support = [_png(images[c, 0]) for c in range(4)]
+    r = client.post(f"/v1/models/{model_id}/tasks", json={"support": {"inputs": support, "labels": labels}, "wait": False})
+    assert r.status_code == 202, r.text
+    task_id = r.json()["id"]
+    assert adapt_task(task_id, settings) == "ready"  # what the adapt worker runs
+    phi = ArtifactStore(settings.artifact_dir).load(state_key(task_id))
+    assert set(phi) == {"prototypes"} and phi["prototypes"].shape[0] == 4
+
+    # The support images themselves are their own prototypes: each comes back as its label,
+    # one image per request as well as all at once.
+    r = client.post(f"/v1/tasks/{task_id}/predictions", json={"inputs": support})
+    assert r.status_code == 200, r.text
+    assert r.json()["predictions"] == labels
+    for image, label in zip(support, labels, strict=True):
+        assert client.post(f"/v1/tasks/{task_id}/predictions", json={"inputs": [image]}).json()["predictions"] == [label]
+    # Other drawings of the same characters: better than chance (0.25) by a margin.
+    queries = [(_png(images[c, d]), labels[c]) for c in range(4) for d in range(1, 6)]
+    got = client.post(f"/v1/tasks/{task_id}/predictions", json={"inputs": [q for q, _ in queries]}).json()["predictions"]
+    accuracy = sum(g == want for g, (_, want) in zip(got, queries, strict=True)) / len(queries)
+    assert accuracy > 0.25 + 0.15, accuracy

@@ -73,6 +73,7 @@ class SupervisedBatch:
 class TaskFamily(Protocol):
     """A distribution over tasks, split so that meta-test tasks never appear in training."""
 
-    spec: ProblemSpec
+    @property
+    def spec(self) -> ProblemSpec: ...
 
     def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]: ...

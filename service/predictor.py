@@ -56,6 +56,10 @@ class Predictor:
         self.store = store
         self.learners: LRUCache[str, Learner] = LRUCache(model_capacity)
         self.states: LRUCache[str, Params] = LRUCache(task_capacity)
+        # functional_call swaps a module's parameters while it runs: two request threads must
+        # not run the same learner at once.
+        self._running: dict[str, threading.Lock] = {}
+        self._running_lock = threading.Lock()
 
     def learner(self, model: Model) -> Learner:
         def load() -> Learner:
@@ -68,7 +72,10 @@ class Predictor:
         assert task.artifact is not None
         learner = self.learner(model)
         phi = self.states.get_or_load(task.id, lambda: self.store.load(task.artifact or ""))
-        return learner.predict(phi, inputs)
+        with self._running_lock:
+            lock = self._running.setdefault(model.id, threading.Lock())
+        with lock:
+            return learner.predict(phi, inputs)
 
     def forget_task(self, task_id: str) -> None:
         self.states.discard(task_id)

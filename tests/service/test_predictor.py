@@ -1,0 +1,38 @@
+"""The API process serves predictions from many request threads at once."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from models.episodes import ProblemSpec
+from models.learners.maml import MAML, MAMLConfig
+from service.predictor import Predictor
+from store.artifacts import ArtifactStore, state_key, theta_key
+from store.db import Model, Task
+
+
+def test_concurrent_predictions_for_different_tasks_of_one_model_stay_apart(tmp_path):
+    torch.manual_seed(0)
+    spec = ProblemSpec(input_shape=(1,), output="regression", output_dim=1)
+    learner = MAML(spec, MAMLConfig(inner_lr=0.1, inner_steps=5))
+    store = ArtifactStore(tmp_path)
+    store.save(theta_key("mdl_a"), learner.state())
+    model = Model(id="mdl_a", job_id="job_a", algorithm="maml", dataset="sinusoid", spec=spec.to_json(),
+                  learner_config={"inner_lr": 0.1, "inner_steps": 5}, metrics={}, artifact=theta_key("mdl_a"))
+    x = torch.linspace(-5, 5, 20).unsqueeze(1)
+    tasks, expected = [], {}
+    for i, amplitude in enumerate([-4.0, 4.0]):  # two tasks pulled far apart
+        phi = learner.adapt(x, amplitude * torch.ones_like(x))
+        store.save(state_key(f"tsk_{i}"), phi)
+        tasks.append(Task(id=f"tsk_{i}", model_id="mdl_a", status="ready", support_size=20, artifact=state_key(f"tsk_{i}")))
+        expected[f"tsk_{i}"] = learner.predict(phi, x)
+    predictor = Predictor(store, task_capacity=8)
+
+    def run(task: Task) -> bool:
+        return torch.equal(predictor.predict(model, task, x), expected[task.id])
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(run, [tasks[i % 2] for i in range(400)]))
+    assert all(results)

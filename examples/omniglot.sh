@@ -12,7 +12,7 @@ GREEK=$(dirname "$(find "$WORK" -type d -name character01)")
 
 JOB=$(curl -s -X POST "$API/v1/jobs" -H 'content-type: application/json' -d '{
   "algorithm": "maml", "dataset": "omniglot",
-  "config": {"split_by": "alphabet", "steps": 150, "meta_batch_size": 4, "k_query": 5, "channels": 32, "eval_episodes": 100}
+  "config": {"split_by": "alphabet", "steps": 300, "meta_batch_size": 4, "k_query": 5, "channels": 32, "adapt_steps": 3, "eval_episodes": 100}
 }' | jq -r .id)
 echo "job $JOB"
 until [ "$(curl -s "$API/v1/jobs/$JOB" | jq -r .status)" = succeeded ]; do

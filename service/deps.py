@@ -13,7 +13,7 @@ from service.auth import authenticate
 from service.idempotency import Idempotency
 from service.predictor import Predictor
 from store.artifacts import ArtifactStore
-from store.db import session_factory
+from store.db import session_scope
 from store.settings import Settings
 
 
@@ -22,15 +22,8 @@ def _settings(request: Request) -> Settings:
 
 
 def _session(request: Request) -> Iterator[Session]:
-    session = session_factory(request.app.state.settings.sqlalchemy_url)()
-    try:
+    with session_scope(request.app.state.settings.sqlalchemy_url) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def _artifacts(request: Request) -> ArtifactStore:
@@ -46,7 +39,9 @@ def _predictor(request: Request) -> Predictor:
 
 
 def _tenant(request: Request, session: Annotated[Session, Depends(_session)]) -> str:
-    return authenticate(request, session, request.app.state.settings.require_auth)
+    tenant = authenticate(request, session, request.app.state.settings.require_auth)
+    request.app.state.rate_limiter.check(tenant)
+    return tenant
 
 
 def _idempotency(

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service.errors import error_response, install_error_handlers
 from service.metrics import ApiMetrics
 from service.predictor import Predictor
+from service.ratelimit import RateLimiter
 from service.routes import datasets, health, job_history, jobs, models, tasks
 from store.artifacts import artifact_store
 from store.db import init_db
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.artifacts = artifact_store(settings)
     app.state.celery = make_celery(settings)
     app.state.predictor = Predictor(app.state.artifacts, settings.task_cache_size)
+    app.state.rate_limiter = RateLimiter(settings.redis_url, settings.rate_limit_per_minute)
     app.state.metrics = ApiMetrics()
     app.state.metrics.watch(settings.sqlalchemy_url, app.state.celery, app.state.predictor)
     install_error_handlers(app)

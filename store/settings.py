@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 512 * 1024 * 1024  # POST /v1/datasets (npz or zip)
     # Every /v1 route needs an API key when this is set or once any key exists.
     require_auth: bool = False
+    # Requests per minute per tenant on /v1 routes, counted in Redis across API processes;
+    # 0 turns the limit off. Over it: 429 with Retry-After.
+    rate_limit_per_minute: int = 0
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -10,9 +10,10 @@ from service.schemas import ErrorBody
 def errors(*statuses: int, auth: bool = True) -> dict[int | str, dict[str, Any]]:
     """OpenAPI declarations of error statuses, all with the one error schema.
 
-    Every /v1 route may answer 401 (a missing or wrong API key) and 422 (a malformed request).
+    Every /v1 route may answer 401 (a missing or wrong API key), 422 (a malformed request) and
+    429 (the tenant's requests this minute are over FEWSHOT_RATE_LIMIT_PER_MINUTE).
     """
-    declared = {*statuses, *((401, 422) if auth else ())}
+    declared = {*statuses, *((401, 422, 429) if auth else ())}
     return {status: {"model": ErrorBody, "description": DESCRIPTIONS.get(status, "error")} for status in sorted(declared)}
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from models.device import to_device
 from models.episodes import Split, TaskFamily
 from models.learners.base import AdaptOptions, Learner
 
@@ -34,7 +35,7 @@ def meta_train(
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
     for step in range(start_step + 1, steps + 1):
-        batch = learner.training_batch(tasks, meta_batch_size, generator)
+        batch = to_device(learner.training_batch(tasks, meta_batch_size, generator), learner.device)
         metrics = learner.meta_train_step(batch)
         if on_step is not None:
             on_step(step, steps, metrics)
@@ -64,6 +65,7 @@ def evaluate(
     values: list[float] = []
     metric = "accuracy" if learner.spec.output == "classification" else "mse"
     for ep in tasks.sample(split, episodes, generator):
+        ep = to_device(ep, learner.device)
         phi = learner.adapt(ep.support_x, ep.support_y, options)
         values.append(learner.score(learner.predict(phi, ep.query_x), ep.query_y)[metric])
     mean = sum(values) / len(values)

@@ -90,10 +90,19 @@ def api(
 def worker(
     queues: Annotated[str, typer.Option(help="comma-separated queues: train, adapt")] = "train,adapt",
     concurrency: Annotated[int, typer.Option(help="pool processes")] = 1,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, cuda:N (binds the worker to GPU N) or auto; default FEWSHOT_DEVICE")
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """A Celery worker alone (REDIS_URL required)."""
+    """A Celery worker alone (REDIS_URL required). Give GPU workers `--queues train --device cuda:N`."""
     _setup(data_dir)
+    if device is not None:
+        if device.startswith("cuda:"):
+            # Bind before any CUDA use: the pool process sees one GPU, as cuda:0.
+            os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+            device = "cuda"
+        os.environ["FEWSHOT_DEVICE"] = device
     from workers.app import app
 
     app.worker_main(["worker", "-Q", queues, "-c", str(concurrency), "--pool", "prefork", "--loglevel", "INFO"])

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # torch intra-op threads per process; on a 2-core machine the API and each worker take 1
     # so that they never oversubscribe the cores.
     torch_threads: int = 1
+    # Where a worker runs its learners: cpu, cuda, cuda:N or auto. `fewshot worker --device cuda:1`
+    # binds a worker to one GPU (CUDA_VISIBLE_DEVICES); the API process always predicts on the CPU.
+    device: str = "cpu"
     # How long POST /v1/models/{id}/tasks waits for the worker's adaptation before 202.
     adapt_wait_seconds: float = 30.0
     # The job ledger: a worker holds a job's lease while it runs it, renewing it every third

@@ -22,10 +22,17 @@ def _configure_process(**_: object) -> None:
     """Runs in each pool process after the fork: torch, and CUDA if any, start only here."""
     import torch
 
+    from models.device import resolve_device
+
     torch.set_num_threads(settings.torch_threads)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    device = resolve_device(settings.device)  # the first CUDA call of this worker, if any
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     init_db(settings.sqlalchemy_url)
-    logging.getLogger(__name__).info("worker process %d ready, %d torch threads", os.getpid(), settings.torch_threads)
+    logging.getLogger(__name__).info(
+        "worker process %d ready on %s, %d torch threads", os.getpid(), device, settings.torch_threads
+    )
 
 
 _reconciler: PeriodicReconciler | None = None

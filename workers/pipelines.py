@@ -14,6 +14,7 @@ import torch
 from sqlalchemy import select
 
 from models.checkpoint import capture, restore
+from models.device import resolve_device
 from models.episodes import ProblemSpec
 from models.learners import AdaptOptions, Learner, build_learner, load_learner
 from models.multitask.evaluation import training_task_metrics
@@ -123,6 +124,7 @@ def _run_training(lease: Lease, settings: Settings) -> str | None:
         cfg = recipe.training
         torch.manual_seed(cfg.seed)  # the initial theta is part of the seeded run
         learner = build_learner(algorithm, tasks.spec, with_task_names(recipe.learner, tasks))
+        learner.to(resolve_device(settings.device))  # before restore: optimizer state follows the params
         generator = torch.Generator().manual_seed(cfg.seed)
         start_step = 0
         if resume_key is not None:
@@ -203,16 +205,19 @@ def _training_tasks(model_id: str, tenant: str, learner: Learner, tasks: Any, st
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_learner(model_id: str, store: ArtifactStore, algorithm: str, spec_json: str, config_json: str) -> Learner:
+def _cached_learner(
+    model_id: str, store: ArtifactStore, algorithm: str, spec_json: str, config_json: str, device: str
+) -> Learner:
     theta = store.load(theta_key(model_id))
-    return load_learner(algorithm, ProblemSpec.from_json(json.loads(spec_json)), json.loads(config_json), theta)
+    learner = load_learner(algorithm, ProblemSpec.from_json(json.loads(spec_json)), json.loads(config_json), theta)
+    return learner.to(resolve_device(device))
 
 
 def model_learner(model: Model, settings: Settings) -> Learner:
     """The model's learner with theta loaded; models never change, so this is cached."""
     return _cached_learner(
         model.id, artifact_store(settings), model.algorithm,
-        json.dumps(model.spec, sort_keys=True), json.dumps(model.learner_config, sort_keys=True),
+        json.dumps(model.spec, sort_keys=True), json.dumps(model.learner_config, sort_keys=True), settings.device,
     )
 
 
@@ -233,7 +238,7 @@ def adapt_task(task_id: str, settings: Settings) -> str:
     try:
         learner = model_learner(model, settings)
         support = store.load(support_key(task_id))
-        phi = learner.adapt(support["x"], support["y"], options)
+        phi = learner.adapt(support["x"].to(learner.device), support["y"].to(learner.device), options)
         if any(not torch.isfinite(v).all() for v in phi.values()):
             raise ValueError("adaptation diverged (non-finite parameters); try a smaller inner_lr")
         store.save(state_key(task_id), phi)

@@ -55,6 +55,22 @@ class Learner(ABC):
 
     # Shared by every learner.
 
+    @property
+    def device(self) -> torch.device:
+        """Where theta lives (the device of the learner's first parameter)."""
+        for value in vars(self).values():
+            if isinstance(value, torch.nn.Module):
+                for p in value.parameters():
+                    return p.device
+        return torch.device("cpu")
+
+    def to(self, device: torch.device) -> Learner:
+        """Move theta (every module the learner holds) to `device`; the optimizer follows."""
+        for value in vars(self).values():
+            if isinstance(value, torch.nn.Module):
+                value.to(device)
+        return self
+
     def training_batch(self, tasks: TaskFamily, size: int, generator: torch.Generator) -> Any:
         """What one outer update trains on: `size` episodes of the train split, unless the
         learner trains on something else (the fine-tuning baseline: a supervised batch)."""

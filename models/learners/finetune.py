@@ -73,7 +73,8 @@ class Finetune(Learner):
             return
         if isinstance(head, nn.Linear):
             raise ValueError(f"pretraining head has {head.out_features} classes, the batch {n_classes}")
-        self.net.head = nn.Linear(self.net.embedding_dim, n_classes)  # type: ignore[arg-type]
+        device = next(self.net.parameters()).device
+        self.net.head = nn.Linear(self.net.embedding_dim, n_classes).to(device)  # type: ignore[arg-type]
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.meta_lr)
 
     def training_batch(self, tasks: TaskFamily, size: int, generator: torch.Generator) -> Any:
@@ -116,7 +117,8 @@ class Finetune(Learner):
             return {k: v.detach().clone() for k, v in self.net.head.named_parameters(prefix="head")}
         n = int(support_y.max()) + 1
         dim = self.net.embedding_dim
-        return {"head.weight": torch.zeros(n, dim), "head.bias": torch.zeros(n)}  # a fresh head
+        device = support_y.device
+        return {"head.weight": torch.zeros(n, dim, device=device), "head.bias": torch.zeros(n, device=device)}  # fresh
 
     def _forward(self, params: Params, x: Tensor) -> Tensor:
         body = {f"net.{k}": v for k, v in params.items() if k not in HEAD_KEYS}

@@ -41,7 +41,8 @@ def squared_distances(x: Tensor, prototypes: Tensor) -> Tensor:  # [B, D], [n, D
 
 
 def class_means(features: Tensor, labels: Tensor, n_classes: int) -> Tensor:  # [S, D], [S] -> [n, D]
-    sums = torch.zeros(n_classes, features.shape[1], dtype=features.dtype).index_add_(0, labels, features)
+    sums = torch.zeros(n_classes, features.shape[1], dtype=features.dtype, device=features.device)
+    sums = sums.index_add_(0, labels, features)
     counts = torch.bincount(labels, minlength=n_classes).clamp(min=1).unsqueeze(1).to(features.dtype)
     return sums / counts
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from models.device import to_device
 from models.learners.base import Learner
 from models.multitask.families import MultiTaskFamily
 
@@ -23,7 +24,7 @@ def training_task_metrics(learner: Learner, tasks: Any, examples: int, seed: int
     generator = torch.Generator().manual_seed(seed + HELD_OUT_SEED_OFFSET)
     metrics: dict[str, float] = {}
     for task, (name, phi) in enumerate(states().items()):
-        x, y = tasks.held_out(task, examples, generator)
+        x, y = to_device(tasks.held_out(task, examples, generator), learner.device)
         metrics[f"{metric}/{name}"] = learner.score(learner.predict(phi, x), y)[metric]
     metrics[f"{metric}_training_tasks"] = sum(metrics.values()) / len(metrics)
     return metrics

@@ -213,7 +213,8 @@ class MMoENet(TaskConditionedNet):
 
     def new_task_params(self, generator: torch.Generator) -> Params:
         k, d = self.gate_weight.shape[1:]
-        return {"gate.weight": torch.zeros(k, d), "gate.bias": torch.zeros(k),  # uniform over experts
+        device = self.gate_weight.device
+        return {"gate.weight": torch.zeros(k, d, device=device), "gate.bias": torch.zeros(k, device=device),  # uniform
                 **prefixed("tower", self.towers.fresh(generator))}
 
     def gates(self, phi: Params, x: Tensor) -> Tensor:

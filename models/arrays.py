@@ -50,6 +50,13 @@ class ArrayData:
     def input_shape(self) -> list[int]:
         return list(self.x.shape[1:])
 
+    def spec(self, n_way: int) -> ProblemSpec:
+        """The problem of tasks drawn from these arrays (n_way classes per classification task)."""
+        shape = tuple(self.input_shape)
+        if self.output == "classification":
+            return ProblemSpec(shape, "classification", n_way=n_way, image=self.image)
+        return ProblemSpec(shape, "regression", output_dim=int(self.y.shape[1]))
+
     def counts(self) -> list[int]:
         """Examples per class (classification) or per task (regression)."""
         groups = self.y if self.output == "classification" else self.task
@@ -237,10 +244,7 @@ class ArrayTasks:
 
     @property
     def spec(self) -> ProblemSpec:
-        shape = tuple(self.data.input_shape)
-        if self.data.output == "classification":
-            return ProblemSpec(shape, "classification", n_way=self.n_way, image=self.data.image)
-        return ProblemSpec(shape, "regression", output_dim=int(self.data.y.shape[1]))
+        return self.data.spec(self.n_way)
 
     def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]:
         return [self._episode(self.splits[split], generator) for _ in range(n_tasks)]

@@ -36,10 +36,7 @@ class UploadedTasks:
 
     @property
     def spec(self) -> ProblemSpec:
-        shape = tuple(self.data.input_shape)
-        if self.data.output == "classification":
-            return ProblemSpec(shape, "classification", n_way=self.n_way, image=self.data.image)
-        return ProblemSpec(shape, "regression", output_dim=int(self.data.y.shape[1]))
+        return self.data.spec(self.n_way)
 
     @property
     def task_names(self) -> list[str]:

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 import torch
-from reporting import DATASETS, setup, write_results
+from reporting import DATASETS, peak_device_mb, setup, synchronize, write_results
 
+from models.device import to_device
 from models.learners import build_learner
 from models.omniglot import OmniglotTasks, load_omniglot, split_characters
 
@@ -36,8 +37,10 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
     torch.manual_seed(0)
     learner = build_learner("maml", tasks.spec, {"channels": args.channels, "inner_lr": 0.4,
                                                  "meta_batch_mode": "vmap" if mode == "vmap" else "loop"})
+    device = torch.device(args.device)
+    learner.to(device)
     generator = torch.Generator().manual_seed(0)
-    batches = [tasks.sample("train", args.meta_batch, generator) for _ in range(args.steps + 1)]
+    batches = [to_device(tasks.sample("train", args.meta_batch, generator), device) for _ in range(args.steps + 1)]
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def step(episodes) -> None:  # type: ignore[no-untyped-def]
@@ -51,12 +54,15 @@ def measure(mode: str, args: argparse.Namespace) -> dict[str, float]:
             learner.meta_train_step(episodes)
 
     step(batches[0])  # warm-up
+    synchronize(device)
     t0 = time.perf_counter()
     for episodes in batches[1:]:
         step(episodes)
+    synchronize(device)
     seconds = (time.perf_counter() - t0) / args.steps
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds_per_step": round(seconds, 4), "peak_rss_mb": round(peak / 1024), "rss_before_mb": round(rss_before / 1024)}
+    return {"seconds_per_step": round(seconds, 4), "peak_rss_mb": round(peak / 1024), "rss_before_mb": round(rss_before / 1024),
+            "peak_cuda_mb": peak_device_mb(device)}
 
 
 def main() -> None:
@@ -66,6 +72,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--smoke", action="store_true")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (benchmarks/gpu.sh)")
+    p.add_argument("--name", default="meta_batch_modes", help="results file name")
     p.add_argument("--measure", choices=MODES, help=argparse.SUPPRESS)  # one mode, in a child process
     args = p.parse_args()
     if args.smoke:
@@ -77,7 +85,7 @@ def main() -> None:
     results = {}
     for mode in MODES:
         child = [sys.executable, sys.argv[0], "--measure", mode, "--meta-batch", str(args.meta_batch),
-                 "--channels", str(args.channels), "--steps", str(args.steps), "--threads", str(args.threads)]
+                 "--channels", str(args.channels), "--steps", str(args.steps), "--threads", str(args.threads), "--device", args.device]
         out = subprocess.run(child, capture_output=True, text=True, check=True, timeout=1200).stdout
         results[mode] = json.loads(out.strip().splitlines()[-1])
         print(mode, results[mode], flush=True)
@@ -85,15 +93,16 @@ def main() -> None:
     faster = min(("loop", "vmap"), key=lambda m: results[m]["seconds_per_step"])
     lines = [
         f"Second-order MAML, Conv4 ({args.channels} channels), 5-way 1-shot, 15 queries, meta-batch {args.meta_batch} "
-        f"({args.meta_batch * 80} images), 1 inner step; mean of {args.steps} steps after a warm-up.",
+        f"({args.meta_batch * 80} images), 1 inner step; mean of {args.steps} steps after a warm-up; device {args.device}.",
         "",
-        "| mode | s / step | x plain fwd+bwd | peak RSS MB |",
-        "|---|---|---|---|",
+        "| mode | s / step | x plain fwd+bwd | peak RSS MB | peak CUDA MB |",
+        "|---|---|---|---|---|",
     ]
     for mode, r in results.items():
-        lines.append(f"| {mode} | {r['seconds_per_step']:.3f} | {r['seconds_per_step'] / plain:.2f} | {r['peak_rss_mb']} |")
+        cuda = "-" if r.get("peak_cuda_mb") is None else r["peak_cuda_mb"]
+        lines.append(f"| {mode} | {r['seconds_per_step']:.3f} | {r['seconds_per_step'] / plain:.2f} | {r['peak_rss_mb']} | {cuda} |")
     lines += ["", f"Faster here: **{faster}**. The learners' default `meta_batch_mode` is `loop`."]
-    write_results("meta_batch_modes", {"settings": vars(args), "results": results, "faster": faster}, "\n".join(lines) + "\n")
+    write_results(args.name, {"settings": vars(args), "results": results, "faster": faster}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ from models.mtl_synthetic import MtlSyntheticTasks  # noqa: E402
 from models.multitask.evaluation import training_task_metrics  # noqa: E402
 from models.training import meta_train  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+# FEWSHOT_BENCH_RESULTS redirects the files (the CI smoke runs write to a temporary folder).
+RESULTS = Path(os.environ.get("FEWSHOT_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 SCALES = [1.0, 100.0]
 SHARED = {"architecture": "multi-head", "hidden": [64], "tower": [8]}
 VARIANTS: dict[str, dict[str, Any]] = {

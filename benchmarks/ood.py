@@ -105,7 +105,11 @@ def sweep(learner: Learner, families: dict[str, TaskFamily], args: argparse.Name
 
 
 def plot(results: dict[str, dict[str, list[dict[str, Any]]]], path: Path, title: str) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # the `bench` extra: CI's smoke runs go without it
+        print(f"matplotlib not installed (pip install -e '.[bench]'): {path.name} not drawn")
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -17,7 +17,8 @@ for _key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+# FEWSHOT_BENCH_RESULTS redirects the files (the CI smoke runs write to a temporary folder).
+RESULTS = Path(os.environ.get("FEWSHOT_BENCH_RESULTS") or ROOT / "benchmarks" / "results")
 DATASETS = ROOT.parent / "shared" / "datasets"
 
 
@@ -39,3 +40,16 @@ def write_results(name: str, payload: dict[str, Any], markdown: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     header = f"Command: `{payload['command']}`\n\nMachine: {payload['machine']}; written {payload['written_at']}.\n\n"
     (RESULTS / f"{name}.md").write_text(header + markdown)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work, so that a timer read after it measures the work itself."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_device_mb(device: torch.device) -> int | None:
+    """Peak CUDA memory allocated by torch in this process (None on the CPU: see peak RSS)."""
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(device) / 2**20)

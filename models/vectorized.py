@@ -8,6 +8,7 @@ a meta-batch must have the same support and query shapes (same ways, shots and q
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor
@@ -15,6 +16,15 @@ from torch import Tensor
 from models.episodes import Episode
 
 TaskOutputs = Callable[[Tensor, Tensor, Tensor], Tensor]  # (support_x, support_y, query_x) -> query outputs
+
+# True while vmap_query_outputs runs: code that has a faster eager path (BatchNorm's fused
+# kernel, the inner loop's torch.autograd.grad) takes its torch.func-safe path instead.
+_IN_VMAP: ContextVar[bool] = ContextVar("in_vmap", default=False)
+
+
+def in_vmap() -> bool:
+    """Whether the caller runs under vmap_query_outputs (tasks vectorized by torch.func.vmap)."""
+    return _IN_VMAP.get()
 
 
 def stack_episodes(episodes: list[Episode]) -> Episode:
@@ -35,4 +45,8 @@ def stack_episodes(episodes: list[Episode]) -> Episode:
 
 def vmap_query_outputs(task_outputs: TaskOutputs, batch: Episode) -> Tensor:
     """task_outputs over the tasks of a stacked batch at once: [T, n_query, out]."""
-    return torch.func.vmap(task_outputs)(batch.support_x, batch.support_y, batch.query_x)
+    token = _IN_VMAP.set(True)
+    try:
+        return torch.func.vmap(task_outputs)(batch.support_x, batch.support_y, batch.query_x)
+    finally:
+        _IN_VMAP.reset(token)

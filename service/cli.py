@@ -33,15 +33,33 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+ApiWorkersOption = Annotated[int, typer.Option(
+    min=1, help="API processes on the one port; each holds its own caches and runs torch on FEWSHOT_TORCH_THREADS threads",
+)]
+AccessLogOption = Annotated[bool, typer.Option(help="log a line per request (the metrics at /metrics count them either way)")]
+
+
+def _run_api(app: object, host: str, port: int, workers: int, access_log: bool) -> None:
+    """uvicorn with `app`, or with `workers` processes each building its own app (uvicorn needs an import string for those)."""
+    import uvicorn
+
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)  # type: ignore[arg-type]
+    else:
+        uvicorn.run("service.main:create_app", factory=True, workers=workers, host=host, port=port, log_level="info",
+                    access_log=access_log)
+
+
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     data_dir: DataDirOption = None,
+    api_workers: ApiWorkersOption = 1,
+    access_log: AccessLogOption = True,
 ) -> None:
     """The API, a train worker and an adapt worker, and an embedded Redis unless REDIS_URL is set."""
     _setup(data_dir)
-    import uvicorn
 
     from service.launcher import Supervisor
     from store.settings import Settings
@@ -64,7 +82,7 @@ def serve(
         # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM's default
         # action would then kill this process before the workers and Redis are stopped.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        _run_api(app, host, port, api_workers, access_log)
     finally:
         supervisor.stop()
 
@@ -74,16 +92,17 @@ def api(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     data_dir: DataDirOption = None,
+    api_workers: ApiWorkersOption = 1,
+    access_log: AccessLogOption = True,
 ) -> None:
     """The API alone (production: workers and Redis run elsewhere; REDIS_URL required)."""
     _setup(data_dir)
-    import uvicorn
 
     from service.main import create_app
     from store.settings import get_settings
 
     check_auth_setup(get_settings(), host)
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    _run_api(create_app(), host, port, api_workers, access_log)
 
 
 @cli.command()

@@ -1,4 +1,9 @@
-"""Every injectable, declared once as an Annotated alias and reused in signatures."""
+"""Every injectable, declared once as an Annotated alias and reused in signatures.
+
+The ones that only read app.state are `async def`: FastAPI runs a sync dependency in the
+thread pool, one hop per dependency per request, which showed in the profile of hot
+predictions (benchmarks/results/http_predictions.md).
+"""
 
 from __future__ import annotations
 
@@ -17,28 +22,33 @@ from store.db import session_scope
 from store.settings import Settings
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
 def _session(request: Request) -> Iterator[Session]:
-    with session_scope(request.app.state.settings.sqlalchemy_url) as session:
+    with session_scope(request.app.state.db_url) as session:
         yield session
 
 
-def _artifacts(request: Request) -> ArtifactStore:
+async def _artifacts(request: Request) -> ArtifactStore:
     return request.app.state.artifacts  # type: ignore[no-any-return]
 
 
-def _queue(request: Request) -> Celery:
+async def _queue(request: Request) -> Celery:
     return request.app.state.celery  # type: ignore[no-any-return]
 
 
-def _predictor(request: Request) -> Predictor:
+async def _predictor(request: Request) -> Predictor:
     return request.app.state.predictor  # type: ignore[no-any-return]
 
 
 def _tenant(request: Request, session: Annotated[Session, Depends(_session)]) -> str:
+    return tenant_of(request, session)
+
+
+def tenant_of(request: Request, session: Session) -> str:
+    """The request's tenant, authenticated, and counted against its rate limit (429 over it)."""
     tenant = authenticate(request, session, request.app.state.settings.require_auth)
     request.app.state.rate_limiter.check(tenant)
     return tenant

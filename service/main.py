@@ -6,8 +6,9 @@ import logging
 from typing import Any
 
 import torch
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import error_response, install_error_handlers
 from service.metrics import ApiMetrics
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(settings.torch_threads)
-    init_db(settings.sqlalchemy_url)
+    db_url = settings.sqlalchemy_url  # a property that resolves a path (syscalls): once, not per request
+    init_db(db_url)
 
     app = FastAPI(
         title="fewshot", version=API_VERSION, openapi_tags=TAGS,
@@ -45,26 +47,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "once any key exists; errors are `{\"error\": {\"type\", \"code\", \"message\", \"param\"}}`.",
     )
     app.state.settings = settings
+    app.state.db_url = db_url
     app.state.artifacts = artifact_store(settings)
     app.state.celery = make_celery(settings)
     app.state.predictor = Predictor(app.state.artifacts, settings.task_cache_size)
     app.state.rate_limiter = RateLimiter(settings.redis_url, settings.rate_limit_per_minute)
     app.state.metrics = ApiMetrics()
-    app.state.metrics.watch(settings.sqlalchemy_url, app.state.celery, app.state.predictor)
+    app.state.metrics.watch(db_url, app.state.celery, app.state.predictor)
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def limit_body_size(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        limit = settings.max_upload_bytes if request.url.path in UPLOAD_PATHS else settings.max_request_bytes
-        if length is not None and length.isdigit() and int(length) > limit:
-            return error_response(
-                413, "invalid_request_error", "payload_too_large",
-                f"the request body has {length} bytes; at most {limit} are accepted",
-            )
-        return await call_next(request)
-
-    app.middleware("http")(app.state.metrics.middleware)
+    app.add_middleware(_body_size_limit, settings=settings)
+    app.add_middleware(app.state.metrics.middleware)  # outermost: times every answer, 413s included
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -74,6 +67,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     _mark_binary_uploads(app)
     return app
+
+
+def _body_size_limit(app: ASGIApp, settings: Settings) -> ASGIApp:
+    """`app` behind a 413 for requests that declare a body larger than the route takes (plain ASGI, as metrics)."""
+
+    async def limited(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+            limit = settings.max_upload_bytes if scope["path"] in UPLOAD_PATHS else settings.max_request_bytes
+            if length is not None and length.isdigit() and int(length) > limit:
+                response = error_response(
+                    413, "invalid_request_error", "payload_too_large",
+                    f"the request body has {length.decode()} bytes; at most {limit} are accepted",
+                )
+                await response(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return limited
 
 
 def _mark_binary_uploads(app: FastAPI) -> None:

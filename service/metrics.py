@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Request, Response
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from store.db import Job, session_factory
 from store.queue import ADAPT_QUEUE, TRAIN_QUEUE
@@ -46,15 +46,35 @@ class ApiMetrics:
     def watch(self, db_url: str, celery: Celery, predictor: Predictor) -> None:
         self.registry.register(_StateCollector(db_url, celery, predictor))
 
-    async def middleware(self, request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
-        self.request_seconds.labels(request.method, template, str(response.status_code)).observe(
-            time.perf_counter() - start
-        )
-        return response
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """`app` wrapped to time every HTTP request by route template and status.
+
+        Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs
+        each request through a task group and memory streams, which cost more than a hot
+        prediction itself (benchmarks/results/http_predictions.md).
+        """
+        histogram = self.request_seconds
+
+        async def timed(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            start = time.perf_counter()
+            status = [500]  # an exception before the response started is a 500 to the client
+
+            async def send_status(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, send_status)
+            finally:
+                route: Any = scope.get("route")  # set by the router on the shared scope
+                template = getattr(route, "path", None) or "unmatched"
+                histogram.labels(scope["method"], template, str(status[0])).observe(time.perf_counter() - start)
+
+        return timed
 
 
 class _StateCollector(Collector):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -49,33 +51,67 @@ class LRUCache(Generic[K, V]):
             self._items.pop(key, None)
 
 
+class Replicas:
+    """Copies of one model's learner, each run by one thread at a time.
+
+    functional_call swaps a module's parameters while it runs, so two request threads must not
+    run the same copy at once; with one copy per core two predictions of one model run side by
+    side (torch releases the GIL in its kernels), where a single lock per model kept one core idle.
+    """
+
+    def __init__(self, copies: list[Learner]) -> None:
+        self.spec: ProblemSpec = copies[0].spec
+        self._free: queue.SimpleQueue[Learner] = queue.SimpleQueue()
+        for learner in copies:
+            self._free.put(learner)
+
+    def predict(self, phi: Params, inputs: torch.Tensor) -> torch.Tensor:
+        learner = self._free.get()
+        try:
+            return learner.predict(phi, inputs)
+        finally:
+            self._free.put(learner)
+
+
 class Predictor:
-    """Learners by model id and adapted states by task id, loaded from the artifact store once."""
+    """Learners by model id and adapted states by task id, loaded from the artifact store once.
 
-    def __init__(self, store: ArtifactStore, task_capacity: int, model_capacity: int = 16) -> None:
+    `replicas` copies of each learner (default: one per core, at most 2; each runs torch on one
+    thread, FEWSHOT_TORCH_THREADS) bound how many predictions of one model run at once.
+    """
+
+    def __init__(self, store: ArtifactStore, task_capacity: int, model_capacity: int = 16, replicas: int | None = None) -> None:
         self.store = store
-        self.learners: LRUCache[str, Learner] = LRUCache(model_capacity)
+        self.replicas = replicas or max(1, min(2, os.cpu_count() or 1))
+        self.learners: LRUCache[str, Replicas] = LRUCache(model_capacity)
         self.states: LRUCache[str, Params] = LRUCache(task_capacity)
-        # functional_call swaps a module's parameters while it runs: two request threads must
-        # not run the same learner at once.
-        self._running: dict[str, threading.Lock] = {}
-        self._running_lock = threading.Lock()
 
-    def learner(self, model: Model) -> Learner:
-        def load() -> Learner:
+    def learner(self, model: Model) -> Replicas:
+        return self.learner_for(model.id, lambda: model)
+
+    def learner_for(self, model_id: str, model_row: Callable[[], Model]) -> Replicas:
+        """The model's learners; `model_row` is called only on a cache miss (models never change)."""
+
+        def load() -> Replicas:
+            model = model_row()
             theta = self.store.load(model.artifact)
-            return load_learner(model.algorithm, ProblemSpec.from_json(model.spec), model.learner_config, theta)
+            spec = ProblemSpec.from_json(model.spec)
+            return Replicas([load_learner(model.algorithm, spec, model.learner_config, theta) for _ in range(self.replicas)])
 
-        return self.learners.get_or_load(model.id, load)
+        return self.learners.get_or_load(model_id, load)
 
     def predict(self, model: Model, task: Task, inputs: torch.Tensor) -> torch.Tensor:
         assert task.artifact is not None
-        learner = self.learner(model)
-        phi = self.states.get_or_load(task.id, lambda: self.store.load(task.artifact or ""))
-        with self._running_lock:
-            lock = self._running.setdefault(model.id, threading.Lock())
-        with lock:
-            return learner.predict(phi, inputs)
+        return self.run(self.learner(model), task.id, task.artifact, inputs)
+
+    def run(self, learners: Replicas, task_id: str, artifact: str, inputs: torch.Tensor) -> torch.Tensor:
+        """The outputs for the task's state (loaded from `artifact` on a cache miss).
+
+        States are cached by task id: ids are never reused and a ready task never changes, so
+        the callers' check that the task still exists is all a delete needs, in every process.
+        """
+        phi = self.states.get_or_load(task_id, lambda: self.store.load(artifact))
+        return learners.predict(phi, inputs)
 
     def forget_task(self, task_id: str) -> None:
         self.states.discard(task_id)

@@ -197,12 +197,17 @@ def record_event(session: Session, job_id: str, type_: str, **data: Any) -> None
 @functools.lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # A pool as deep as the API's thread pool is busy: connections beyond it are opened and
+        # closed per request, and each opening runs the pragmas below (seen in the serving profile).
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20, max_overflow=20)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")  # API and workers read and write at once
+            # With WAL, NORMAL never corrupts the file; a power cut may lose the last commits.
+            # FULL fsyncs every commit: 6.4 ms against 0.4 ms a commit here, twice per adaptation.
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()

@@ -14,6 +14,7 @@ TRAIN_QUEUE = "train"
 ADAPT_QUEUE = "adapt"
 TRAIN_JOB = "fewshot.train_job"
 ADAPT_TASK = "fewshot.adapt_task"
+WARM_MODEL = "fewshot.warm_model"  # load a new model's learner in an adapt worker before its first task
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -25,7 +26,9 @@ def make_celery(settings: Settings) -> Celery:
         result_accept_content=["json"],
         task_queues=(Queue(TRAIN_QUEUE), Queue(ADAPT_QUEUE)),
         task_default_queue=TRAIN_QUEUE,
-        task_routes={TRAIN_JOB: {"queue": TRAIN_QUEUE}, ADAPT_TASK: {"queue": ADAPT_QUEUE}},
+        task_routes={
+            TRAIN_JOB: {"queue": TRAIN_QUEUE}, ADAPT_TASK: {"queue": ADAPT_QUEUE}, WARM_MODEL: {"queue": ADAPT_QUEUE},
+        },
         # A job is acknowledged when it ends, not when it starts, and comes back if the
         # process running it dies; the job ledger in SQL decides whether it runs again.
         task_acks_late=True,

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     # Where a worker runs its learners: cpu, cuda, cuda:N or auto. `fewshot worker --device cuda:1`
     # binds a worker to one GPU (CUDA_VISIBLE_DEVICES); the API process always predicts on the CPU.
     device: str = "cpu"
+    # Workers keep freed blocks of up to 32 MB in glibc's heap instead of returning them to the
+    # system after every use (mallopt M_MMAP_THRESHOLD and M_TRIM_THRESHOLD): a second-order
+    # meta-step took 18,000 page faults and 7% more CPU without it (benchmarks/RESULTS.md).
+    malloc_tuned: bool = True
     # How long POST /v1/models/{id}/tasks waits for the worker's adaptation before 202.
     adapt_wait_seconds: float = 30.0
     # The job ledger: a worker holds a job's lease while it runs it, renewing it every third

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import threading
 
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
@@ -11,6 +13,8 @@ from store.db import init_db
 from store.queue import make_celery
 from store.settings import get_settings
 from workers.reconciler import PeriodicReconciler
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, <malloc.h>
 
 settings = get_settings()
 app = make_celery(settings)
@@ -23,16 +27,34 @@ def _configure_process(**_: object) -> None:
     import torch
 
     from models.device import resolve_device
+    from workers.pipelines import warm_process
 
     torch.set_num_threads(settings.torch_threads)
+    if settings.malloc_tuned:
+        keep_freed_memory()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     device = resolve_device(settings.device)  # the first CUDA call of this worker, if any
     if device.type == "cuda":
         torch.cuda.set_device(device)
     init_db(settings.sqlalchemy_url)
+    # In a thread: Celery gives a pool process 4 s to come up, and the warm-up can take longer
+    # on a busy machine; a task that arrives meanwhile waits on the same imports, no longer.
+    threading.Thread(target=warm_process, args=(settings,), name="warm-up", daemon=True).start()
     logging.getLogger(__name__).info(
         "worker process %d ready on %s, %d torch threads", os.getpid(), device, settings.torch_threads
     )
+
+
+def keep_freed_memory() -> bool:
+    """glibc: serve blocks up to 32 MB from the heap and never trim it, so that the activations
+    of every meta-step reuse memory instead of mapping and faulting in fresh pages (the same as
+    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=<large>, set after start-up). False
+    where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
 
 
 _reconciler: PeriodicReconciler | None = None

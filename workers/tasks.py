@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-from store.queue import ADAPT_TASK, TRAIN_JOB
+import logging
+
+from store.queue import ADAPT_TASK, TRAIN_JOB, WARM_MODEL
 from workers import pipelines
 from workers.app import app, settings
+
+log = logging.getLogger(__name__)
+
+WARM_EXPIRES_S = 600.0  # a warm-up no adapt worker took by then is dropped, not run late
 
 
 @app.task(name=TRAIN_JOB, ignore_result=True)
 def train_job(job_id: str) -> None:
-    pipelines.train_job(job_id, settings)
+    model_id = pipelines.train_job(job_id, settings)
+    if model_id is not None:
+        try:  # the job has succeeded already: a lost warm-up only makes the first task slower
+            warm_model.apply_async(args=[model_id], expires=WARM_EXPIRES_S, retry=False)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("model %s: warm-up not sent (%s: %s)", model_id, type(exc).__name__, exc)
 
 
 @app.task(name=ADAPT_TASK)
 def adapt_task(task_id: str) -> str:
     return pipelines.adapt_task(task_id, settings)
+
+
+@app.task(name=WARM_MODEL, ignore_result=True)
+def warm_model(model_id: str) -> None:
+    pipelines.warm_model(model_id, settings)

@@ -23,10 +23,10 @@ class ServeProcess:
     def __init__(self, data_dir: Path, env: dict[str, str], port: int | None = None) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        # DATABASE_URL comes from os.environ unless given: tests/conftest.py owns it (unset on SQLite).
         self.env = {**os.environ, **env, "FEWSHOT_DATA_DIR": str(data_dir)}
-        for key in ("REDIS_URL", "DATABASE_URL"):
-            if key not in env:
-                self.env.pop(key, None)
+        if "REDIS_URL" not in env:
+            self.env.pop("REDIS_URL", None)
         self.log = data_dir / "serve.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=120)

@@ -20,8 +20,7 @@ SUPPORT = {"inputs": [[-1.0], [0.0], [1.0]], "labels": [-0.8, -0.9, 0.0]}
 
 
 def _keys_create(data_dir: Path, *args: str) -> str:
-    env = {**os.environ, "FEWSHOT_DATA_DIR": str(data_dir)}
-    env.pop("DATABASE_URL", None)
+    env = {**os.environ, "FEWSHOT_DATA_DIR": str(data_dir)}  # and the DATABASE_URL of tests/conftest.py, if any
     out = subprocess.run([FEWSHOT, "keys", "create", *args], env=env, capture_output=True, text=True, timeout=60, check=True)
     key = out.stdout.strip().splitlines()[-1]
     assert key.startswith("fsk_") and " " not in key and len(key) > 40, out.stdout
@@ -106,7 +105,6 @@ def test_idempotency_keys_are_per_tenant(tenants):
 
 def test_serve_refuses_other_addresses_without_keys(tmp_path):
     env = {**os.environ, "FEWSHOT_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:6379/9"}
-    env.pop("DATABASE_URL", None)
     out = subprocess.run([FEWSHOT, "serve", "--host", "0.0.0.0", "--port", str(free_port())], env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "refusing to serve on 0.0.0.0 without API keys" in out.stderr, out

@@ -11,6 +11,7 @@ import torch
 
 from models.images import encode_png
 from models.omniglot import load_omniglot, split_characters
+from tests.db_urls import TEST_DATABASE
 from tests.e2e.server import ServeProcess
 
 pytestmark = pytest.mark.e2e
@@ -111,7 +112,8 @@ def test_embedded_redis_and_state_survive_a_restart(tmp_path):
         task = serve.client.post(f"/v1/models/{job['model_id']}/tasks", json={"support": support}).json()
         before = serve.client.post(f"/v1/tasks/{task['id']}/predictions", json={"inputs": [[0.5]]}).json()
         assert serve.stop() == 0
-    assert (data / "redis").is_dir() and (data / "fewshot.db").exists()
+    assert (data / "redis").is_dir()
+    assert (data / "fewshot.db").exists() == (TEST_DATABASE == "sqlite")  # else the state is in PostgreSQL
     with ServeProcess(data, {}) as serve:
         assert serve.client.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded"
         assert serve.client.get(f"/v1/models/{job['model_id']}").status_code == 200

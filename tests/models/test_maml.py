@@ -9,6 +9,7 @@ from models.episodes import Episode, ProblemSpec
 from models.learners import AdaptOptions, build_learner
 from models.learners.inner import inner_loop
 from models.learners.maml import MAML, MAMLConfig
+from models.nets import BatchNorm, batch_norm_from_primitives
 from models.recipe import DataSources, build_tasks, resolve
 from models.training import evaluate, meta_train
 
@@ -104,3 +105,27 @@ def test_adaptation_builds_no_graph_and_leaves_theta_alone():
     phi = learner.adapt(ep.support_x, ep.support_y)
     assert all(not v.requires_grad for v in phi.values())
     assert all(torch.equal(before[k], v) for k, v in learner.state().items())
+
+
+def test_fused_batch_norm_matches_the_primitive_ops_to_second_order():
+    """BatchNorm runs the fused F.batch_norm kernel eagerly; MAML differentiates through its
+    gradient, so its first and second derivatives must equal those of the plain maths."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    norm = BatchNorm(3).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    target = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+
+    def derivatives(fn):  # type: ignore[no-untyped-def]
+        inputs = (x, norm.weight, norm.bias)
+        loss = (fn(x) * target).pow(2).sum()
+        first = torch.autograd.grad(loss, inputs, create_graph=True)
+        second = torch.autograd.grad(sum((g * g).sum() for g in first), inputs)
+        return [*first, *second]
+
+    fused = derivatives(norm)
+    reference = derivatives(lambda v: batch_norm_from_primitives(v, norm.weight, norm.bias, norm.eps))
+    for a, b in zip(fused, reference, strict=True):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -56,7 +56,6 @@ def test_keys_are_stored_hashed_and_scope_objects_to_their_tenant(tmp_path):
 
 def test_keys_create_prints_the_key_alone_on_the_last_line(tmp_path, monkeypatch):
     monkeypatch.setenv("FEWSHOT_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
     result = CliRunner().invoke(cli, ["keys", "create", "--name", "team"])
     assert result.exit_code == 0, result.output
     key = result.output.strip().splitlines()[-1]

@@ -31,6 +31,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from reporting import RESULTS  # noqa: E402  (FEWSHOT_BENCH_RESULTS redirects it)
 from safetensors.torch import save  # noqa: E402
 
 from models.learners import LEARNERS, Learner, build_learner  # noqa: E402
@@ -40,8 +41,6 @@ from models.training import evaluate, meta_train  # noqa: E402
 
 log = logging.getLogger("benchmarks.blackbox_omniglot")
 ROOT = Path(__file__).resolve().parents[1]
-# FEWSHOT_BENCH_RESULTS redirects the files (the CI smoke runs write to a temporary folder).
-RESULTS = Path(os.environ.get("FEWSHOT_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 OMNIGLOT = ROOT.parent / "shared" / "datasets" / "omniglot"
 CACHE = ROOT / ".fewshot" / "cache"  # the service's default data directory (git-ignored)
 

@@ -29,6 +29,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from reporting import RESULTS  # noqa: E402  (FEWSHOT_BENCH_RESULTS redirects it)
 
 from models.learners.multitask import MultiTaskConfig, MultiTaskLearner  # noqa: E402
 from models.mtl_synthetic import MtlSyntheticTasks  # noqa: E402
@@ -36,8 +37,6 @@ from models.multitask.evaluation import training_task_metrics  # noqa: E402
 from models.training import meta_train  # noqa: E402
 
 log = logging.getLogger("benchmarks.mmoe")
-# FEWSHOT_BENCH_RESULTS redirects the files (the CI smoke runs write to a temporary folder).
-RESULTS = Path(os.environ.get("FEWSHOT_BENCH_RESULTS") or Path(__file__).resolve().parent / "results")
 
 # Comparable sizes: 64 hidden units below 8-unit towers (MMoE: 8 experts of 8 units); separate
 # networks are each shared-bottom's network (64 then 8) for one task; multi-head has linear heads.

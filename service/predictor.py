@@ -86,9 +86,6 @@ class Predictor:
         self.learners: LRUCache[str, Replicas] = LRUCache(model_capacity)
         self.states: LRUCache[str, Params] = LRUCache(task_capacity)
 
-    def learner(self, model: Model) -> Replicas:
-        return self.learner_for(model.id, lambda: model)
-
     def learner_for(self, model_id: str, model_row: Callable[[], Model]) -> Replicas:
         """The model's learners; `model_row` is called only on a cache miss (models never change)."""
 
@@ -102,7 +99,7 @@ class Predictor:
 
     def predict(self, model: Model, task: Task, inputs: torch.Tensor) -> torch.Tensor:
         assert task.artifact is not None
-        return self.run(self.learner(model), task.id, task.artifact, inputs)
+        return self.run(self.learner_for(model.id, lambda: model), task.id, task.artifact, inputs)
 
     def run(self, learners: Replicas, task_id: str, artifact: str, inputs: torch.Tensor) -> torch.Tensor:
         """The outputs for the task's state (loaded from `artifact` on a cache miss).

@@ -23,13 +23,14 @@ from safetensors import safe_open
 from torch import Tensor
 
 from models.episodes import Episode, ImageFormat, OutputKind, ProblemSpec, Split
-from models.images import image_to_array
+from models.images import DEFAULT_MAX_PIXELS, ImageTooLarge, image_to_array, open_image
 
 MIN_CLASSES = 6  # two-way tasks on disjoint train, val and test classes
 MIN_PER_CLASS = 2  # one support and one query example
 MIN_TASKS = 3  # regression: train, val and test functions
 MAX_EXAMPLES = 1_000_000
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024  # one image file in a zip, uncompressed: no zip bomb is inflated in memory
 SPLIT_FRACTION = 0.2  # of classes (or tasks) for each of val and test
 
 
@@ -146,8 +147,12 @@ def _task_ids(task: np.ndarray) -> Tensor:
     return torch.from_numpy(index.astype(np.int64))
 
 
-def read_image_zip(data: bytes, fmt: ImageFormat) -> ArrayData:
-    """A zip of class folders of PNG/JPEG images, as [n, 1, size, size] pixels in [0, 1]."""
+def read_image_zip(data: bytes, fmt: ImageFormat, max_image_pixels: int = DEFAULT_MAX_PIXELS) -> ArrayData:
+    """A zip of class folders of PNG/JPEG images, as [n, 1, size, size] pixels in [0, 1].
+
+    Each image's size is read from its header and refused past max_image_pixels before it is
+    decoded; a file whose uncompressed size passes MAX_IMAGE_FILE_BYTES is refused unread.
+    """
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -169,11 +174,18 @@ def read_image_zip(data: bytes, fmt: ImageFormat) -> ArrayData:
     index = {name: i for i, name in enumerate(names)}
     pixels, labels = [], []
     for path in sorted(files):
+        size = archive.getinfo(str(path)).file_size  # declared; zipfile never reads past it
+        if size > MAX_IMAGE_FILE_BYTES:
+            raise DatasetError(f"{path} holds {size} bytes uncompressed; image files of at most {MAX_IMAGE_FILE_BYTES} are read")
         try:
-            with Image.open(io.BytesIO(archive.read(str(path)))) as image:
+            with open_image(archive.read(str(path)), max_image_pixels) as image:  # header only, then decoded
                 image.load()
                 pixels.append(image_to_array(image, fmt))
-        except (OSError, Image.DecompressionBombError, SyntaxError) as exc:
+        except ImageTooLarge as exc:  # its message names the limit and its setting
+            raise DatasetError(f"{path} is {exc}") from None
+        except ValueError as exc:  # open_image's: not an image PIL can read
+            raise DatasetError(f"{path} is {exc}") from None
+        except (OSError, Image.DecompressionBombError, SyntaxError, zipfile.BadZipFile, EOFError) as exc:
             raise DatasetError(f"{path} is not a readable PNG or JPEG image ({exc})") from None
         labels.append(index[path.parts[-2]])
     x = torch.from_numpy(np.stack(pixels).astype(np.float32) / 255.0).unsqueeze(1)  # [n, 1, size, size]

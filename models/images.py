@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from PIL import Image
@@ -19,17 +20,54 @@ def image_to_array(image: Image.Image, fmt: ImageFormat) -> np.ndarray:
     return 255 - pixels if fmt.invert else pixels
 
 
-def decode_image(data: bytes, fmt: ImageFormat) -> np.ndarray:
-    """PNG or JPEG bytes to a float32 array [1, size, size] in [0, 1].
+MAX_PIXELS_SETTING = "FEWSHOT_MAX_IMAGE_PIXELS"  # named in errors: the setting that raises the limit
+DEFAULT_MAX_PIXELS = 4096 * 4096  # store.settings.Settings.max_image_pixels
 
-    Raises ValueError when the bytes are not an image PIL can read.
+
+class ImageTooLarge(ValueError):
+    """An image whose header declares more pixels than may be decoded; nothing was decoded."""
+
+    def __init__(self, size: str, limit: int) -> None:
+        super().__init__(f"{size}; at most {limit} pixels per image are decoded (setting {MAX_PIXELS_SETTING})")
+        self.limit = limit
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """The image with only its header read: its size is known, no pixel is decoded yet.
+
+    Raises ImageTooLarge when width * height > max_pixels, ValueError when PIL cannot read it.
     """
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            pixels = image_to_array(image, fmt)
-    except (OSError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise ValueError(f"not a readable PNG or JPEG image ({exc})") from exc
+        image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # PIL's guard (Image.MAX_IMAGE_PIXELS)
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        raise ImageTooLarge(f"an image of {found[1]} pixels" if found else "an image", max_pixels) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"not a readable PNG or JPEG image ({exc})") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageTooLarge(f"a {width}x{height} image ({width * height} pixels)", max_pixels)
+    return image
+
+
+def decode_image(data: bytes, fmt: ImageFormat, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """PNG or JPEG bytes to a float32 array [1, size, size] in [0, 1].
+
+    Raises ImageTooLarge (a ValueError) from the header alone when the image has more than
+    max_pixels pixels, ValueError when the bytes are not an image PIL can read.
+    """
+    with open_image(data, max_pixels) as image:
+        return model_input(image, fmt)
+
+
+def model_input(image: Image.Image, fmt: ImageFormat) -> np.ndarray:
+    """An image from open_image, decoded now, as a float32 array [1, size, size] in [0, 1]."""
+    try:
+        image.load()
+        pixels = image_to_array(image, fmt)
+    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"not a readable PNG or JPEG image ({exc})") from None
     return (pixels.astype(np.float32) / 255.0)[None]
 
 

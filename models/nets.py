@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,11 +20,18 @@ def batch_norm_from_primitives(x: Tensor, weight: Tensor, bias: Tensor, eps: flo
     return (x - mean) * torch.rsqrt(var + eps) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
 
 
+# Keys of a task's stored batch-norm statistics in its parameters: `<norm layer>.task_mean`, `.task_var`.
+TASK_STATISTICS = ("task_mean", "task_var")
+
+
 class BatchNorm(nn.Module):
     """Batch normalisation over (N, H, W) with batch statistics.
 
-    Always uses the statistics of the batch it sees, in training and at test time, as the
-    MAML paper evaluates (transductive over a task's support or query set). Eagerly it is the
+    Uses the statistics of the batch it sees in meta-training, as the MAML paper trains
+    (transductive over a task's support or query set). A served task normalises with the
+    statistics of its support set instead (`task_mean`, `task_var`: empty by default, given
+    through the task's parameters by functional_call; see support_statistics), so that the
+    answer for an input never depends on the other inputs of its request. Eagerly it is the
     fused `F.batch_norm` kernel without running statistics: a second-order MAML meta-iteration
     (Conv4-64, 5-way 1-shot, 15 queries) took about 40% less CPU time than with the same maths
     from primitive ops (batch_norm_from_primitives), which is what the libraries' nets run too.
@@ -44,8 +53,14 @@ class BatchNorm(nn.Module):
         if running_stats:
             self.register_buffer("running_mean", torch.zeros(channels))
             self.register_buffer("running_var", torch.ones(channels))
+        # Not in state_dict: a task's statistics live in the task's state, never in theta.
+        self.register_buffer("task_mean", torch.empty(0), persistent=False)
+        self.register_buffer("task_var", torch.empty(0), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:  # x: [B, C, H, W]
+        if self.task_mean.numel():  # a served task: its support set's statistics
+            mean, var = self.task_mean.view(1, -1, 1, 1), self.task_var.view(1, -1, 1, 1)
+            return (x - mean) * torch.rsqrt(var + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
         if not self.running_stats:
             if in_vmap():
                 return batch_norm_from_primitives(x, self.weight, self.bias, self.eps)
@@ -61,6 +76,34 @@ class BatchNorm(nn.Module):
                 self.running_var.lerp_(var.flatten(), self.momentum)
         x_hat = (x - mean) * torch.rsqrt(var + self.eps)
         return x_hat * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+
+
+def support_statistics(net: nn.Module, forward: Callable[[], Tensor]) -> dict[str, Tensor]:
+    """The statistics (mean, biased variance over N, H, W) of the input of every batch-statistics
+    BatchNorm of `net` while `forward()` runs, keyed `<layer>.task_mean` / `<layer>.task_var`:
+    run the task's adapted forward pass on its support set, and store the result with the task."""
+    found: dict[str, Tensor] = {}
+    hooks = []
+    for name, module in net.named_modules():
+        if isinstance(module, BatchNorm) and not module.running_stats:
+
+            def record(_: nn.Module, args: tuple[Tensor, ...], name: str = name) -> None:
+                x = args[0].detach()  # [B, C, H, W]
+                found[f"{name}.task_mean"] = x.mean(dim=(0, 2, 3))
+                found[f"{name}.task_var"] = x.var(dim=(0, 2, 3), unbiased=False)
+
+            hooks.append(module.register_forward_pre_hook(record))
+    try:
+        forward()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found
+
+
+def task_statistics(params: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The stored batch-norm statistics among a task's parameters."""
+    return {k: v for k, v in params.items() if k.endswith(TASK_STATISTICS)}
 
 
 class ConvBlock(nn.Module):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -17,11 +18,13 @@ from models.multitask.mnist_groups import MnistDigitGroups
 from models.multitask.uploaded import UploadedTasks
 from models.omniglot import OmniglotTasks, load_omniglot, split_characters
 from models.sinusoid import SinusoidTasks
+from models.training import DIVERGENCE_FACTOR
 
 DATASETS = ("sinusoid", "omniglot", "mnist", "mtl-synthetic")
 MULTI_TASK_DATASETS = ("mtl-synthetic", "mnist")  # datasets with named training tasks
 UPLOADED_PREFIX = "ds_"  # datasets uploaded through the API, named by id
 MAX_STEPS = 1_000_000
+FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
 
 
 class ConfigError(ValueError):
@@ -48,6 +51,9 @@ class TrainingConfig:
     relatedness: float = 0.5  # mtl-synthetic: p, the cosine between task weights
     input_dim: int = 100  # mtl-synthetic: d
     examples_per_task: int = 100_000  # mtl-synthetic: fixed training set of each task
+    # The job fails with "diverged at step N" when its training loss is non-finite or above this
+    # many times its starting level (the mean of its first 10 steps); 0 checks non-finite only.
+    divergence_factor: float = DIVERGENCE_FACTOR
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= MAX_STEPS:
@@ -68,6 +74,8 @@ class TrainingConfig:
             raise ConfigError("input_dim must be between 2 and 10000 and num_tasks between 1 and input_dim - 1", "num_tasks")
         if not -1 <= self.relatedness <= 1:
             raise ConfigError("relatedness must be between -1 and 1", "relatedness")
+        if not 0 <= self.divergence_factor < math.inf:
+            raise ConfigError("divergence_factor must be a finite number >= 0 (0: fail on non-finite losses only)", "divergence_factor")
         if not 1 <= self.examples_per_task or self.examples_per_task * self.num_tasks * self.input_dim > 100_000_000:
             raise ConfigError("examples_per_task must be positive, with examples_per_task * num_tasks * input_dim <= 1e8", "examples_per_task")
 
@@ -148,6 +156,8 @@ def _check_type(name: str, value: Any, annotation: Any) -> None:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif text.startswith("float"):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not abs(value) <= FLOAT32_MAX:  # NaN included: learning rates and the like end up in float32 tensors
+            raise ConfigError(f"config.{name} is {value!r:.30}, outside float32's finite range (|x| <= {FLOAT32_MAX:.8g})", f"config.{name}")
     elif text == "bool":
         ok = isinstance(value, bool)
     elif text.startswith("list[int]"):

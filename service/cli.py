@@ -71,7 +71,8 @@ def serve(
     try:
         if not settings.redis_url:
             os.environ["REDIS_URL"] = supervisor.start_redis()
-            typer.echo(f"embedded Redis at {os.environ['REDIS_URL']} (files in {settings.data_dir / 'redis'})")
+            where = os.environ["REDIS_URL"].rpartition("@")[2]  # never the password, which stays in its file
+            typer.echo(f"embedded Redis at redis://{where} (password and files in {settings.data_dir / 'redis'})")
         from service.main import create_app
 
         app = create_app()  # the workers' reconciler re-sends what a previous run left unfinished
@@ -101,7 +102,9 @@ def api(
     from service.main import create_app
     from store.settings import get_settings
 
-    check_auth_setup(get_settings(), host)
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # its database (SQLite) lives there
+    check_auth_setup(settings, host)
     _run_api(create_app(), host, port, api_workers, access_log)
 
 

@@ -54,16 +54,32 @@ def tenant_of(request: Request, session: Session) -> str:
     return tenant
 
 
+def authenticate_briefly(request: Request) -> str:
+    """tenant_of in a session of its own, closed before it returns (its connection back in the
+    pool): for async routes that must not hold a connection for the whole request. Blocking:
+    call it in the thread pool."""
+    with session_scope(request.app.state.db_url) as session:
+        return tenant_of(request, session)
+
+
+# The header, declared once for the routes that read it themselves (async routes).
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=255, description="the same key returns the same object, never a second one"),
+]
+
+
 def _idempotency(
     request: Request,
     session: Annotated[Session, Depends(_session)],
     tenant: Annotated[str, Depends(_tenant)],
-    key: Annotated[
-        str | None,
-        Header(alias="Idempotency-Key", max_length=255, description="the same key returns the same object, never a second one"),
-    ] = None,
+    key: IdempotencyKeyHeader = None,
 ) -> Idempotency:
-    return Idempotency(session, tenant, key, f"{request.method} {request.url.path}")
+    settings: Settings = request.app.state.settings
+    return Idempotency(
+        session, tenant, key, f"{request.method} {request.url.path}",
+        settings.idempotency_lease_seconds, settings.idempotency_ttl_hours,
+    )
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

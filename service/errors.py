@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+HTTP_METHODS = {"GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE"}
+
+# Retry-After of a 503: a dependency that failed (queue, database) is given a few seconds.
+UNAVAILABLE_RETRY_AFTER_S = 5
 
 
 class ApiError(Exception):
@@ -70,19 +81,52 @@ class Unavailable(ApiError):
     type = "service_unavailable"
     code = "unavailable"
 
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None,
+        retry_after: int = UNAVAILABLE_RETRY_AFTER_S,
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.retry_after = retry_after  # sent as Retry-After
+
 
 def error_response(status: int, type_: str, code: str, message: str, param: str | None = None) -> JSONResponse:
     body = {"error": {"type": type_, "code": code, "message": message, "param": param}}
     return JSONResponse(body, status_code=status)
 
 
+def _retry_later(status: int, code: str, message: str, retry_after: int) -> JSONResponse:
+    response = error_response(status, "service_unavailable", code, message)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        if isinstance(exc, TooManyRequests):
-            headers = {"Retry-After": str(exc.retry_after)}
+        retry_after = getattr(exc, "retry_after", None)  # TooManyRequests, Unavailable
+        if retry_after is not None:
+            headers = {"Retry-After": str(retry_after)}
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("%s %s: no database connection free (%s)", request.method, request.url.path, exc)
+        return _retry_later(503, "overloaded", "every database connection of this API process is busy; retry in 1 s", 1)
+
+    @app.exception_handler(OperationalError)
+    async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("%s %s: database error %s", request.method, request.url.path, str(exc.orig or exc)[:500])
+        return _retry_later(
+            503, "database_unavailable", f"the database did not answer ({type(exc.orig or exc).__name__}); retry later",
+            UNAVAILABLE_RETRY_AFTER_S,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette re-raises the exception after this answer, so the server logs its traceback.
+        log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return error_response(500, "api_error", "internal_error", "the server failed to answer this request; it was logged")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -97,6 +141,21 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request_error", "invalid_request", message, param)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, "invalid_request_error", code, str(exc.detail))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        response = error_response(exc.status_code, "invalid_request_error", code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # Allow (RFC 9110): every method the path takes, not only its first route's
+            response.headers["Allow"] = ", ".join(allowed_methods(request, response.headers.get("Allow", "")))
+        return response
+
+
+def allowed_methods(request: Request, first_route: str) -> list[str]:
+    """The methods of every operation whose path matches the request's (FastAPI has one route per
+    method, and Starlette's Allow, `first_route`, names only the first one's)."""
+    methods = {m.strip() for m in first_route.split(",") if m.strip()}
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{[^/}]+\})", template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations if method.upper() in HTTP_METHODS}
+    return sorted(methods)

@@ -1,43 +1,80 @@
-"""JSON inputs and labels to tensors, with errors that say which item is wrong and why."""
+"""JSON inputs and labels to tensors, with errors that say which item is wrong and why.
+
+Every request is held to budgets (store.settings): pixels per image and per request, read
+from image headers before anything is decoded, and numbers per request. Values must be
+finite in float32, the precision the models compute in.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from models.episodes import ProblemSpec
-from models.images import decode_image
-from service.errors import InvalidInput
+from models.images import ImageTooLarge, model_input, open_image
+from service.errors import InvalidInput, PayloadTooLarge
+from store.settings import Settings, get_settings
 
 MAX_ITEMS = 10_000
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.4028235e38: past it a value is inf in the models
 
 
-def parse_inputs(values: list[Any], spec: ProblemSpec, param: str) -> torch.Tensor:
-    """A batch [n, *input_shape] float32 from numeric nested lists or base64 images."""
+@dataclass
+class InputBudget:
+    """What one request may cost to parse; `pixels_used` counts the images decoded so far."""
+
+    image_pixels: int
+    request_pixels: int
+    request_numbers: int
+    pixels_used: int = field(default=0)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> InputBudget:
+        return cls(settings.max_image_pixels, settings.max_request_pixels, settings.max_request_numbers)
+
+    def take_pixels(self, width: int, height: int, param: str) -> None:
+        self.pixels_used += width * height
+        if self.pixels_used > self.request_pixels:
+            raise PayloadTooLarge(
+                f"{param}: the request's images hold more than {self.request_pixels} pixels in all, the most "
+                "decoded per request (setting FEWSHOT_MAX_REQUEST_PIXELS); send fewer or smaller images",
+                param=param, code="too_many_pixels",
+            )
+
+
+def parse_inputs(values: list[Any], spec: ProblemSpec, param: str, budget: InputBudget | None = None) -> torch.Tensor:
+    """A batch [n, *input_shape] float32 from numeric nested lists or base64 images.
+
+    `budget` defaults to the process settings' (one per request: it counts the pixels decoded).
+    """
     if not values:
         raise InvalidInput(f"{param} must not be empty", param=param, code="empty_inputs")
     if len(values) > MAX_ITEMS:
         raise InvalidInput(f"{param} has {len(values)} items, at most {MAX_ITEMS} are taken", param=param)
-    rows = [_parse_one(v, spec, f"{param}[{i}]") for i, v in enumerate(values)]
+    budget = budget or InputBudget.from_settings(get_settings())
+    numbers = sum(not isinstance(v, str) for v in values) * math.prod(spec.input_shape)
+    if numbers > budget.request_numbers:
+        raise PayloadTooLarge(
+            f"{param} holds {numbers} numbers; at most {budget.request_numbers} are taken per request "
+            "(setting FEWSHOT_MAX_REQUEST_NUMBERS): split the inputs over several requests",
+            param=param, code="too_many_numbers",
+        )
+    rows = [_parse_one(v, spec, f"{param}[{i}]", budget) for i, v in enumerate(values)]
     return torch.from_numpy(np.stack(rows))
 
 
-def _parse_one(value: Any, spec: ProblemSpec, param: str) -> np.ndarray:
+def _parse_one(value: Any, spec: ProblemSpec, param: str, budget: InputBudget) -> np.ndarray:
     shape = tuple(spec.input_shape)
     if isinstance(value, str):
         if spec.image is None:
             raise InvalidInput(f"{param}: this model takes numeric inputs of shape {list(shape)}, not images", param=param, code="invalid_input_type")
-        data = _b64decode(value, param)
-        try:
-            pixels = decode_image(data, spec.image)  # [1, size, size]
-        except ValueError as exc:
-            raise InvalidInput(f"{param}: {exc}", param=param, code="invalid_image") from None
+        pixels = _decode(_b64decode(value, param), spec, param, budget)  # [1, size, size]
         if pixels.shape != shape:
             pixels = np.broadcast_to(pixels, shape).copy() if pixels.shape[1:] == shape[1:] else pixels
         return pixels
@@ -45,15 +82,40 @@ def _parse_one(value: Any, spec: ProblemSpec, param: str) -> np.ndarray:
         raise InvalidInput(f"{param} must be a nested list of numbers{' or a base64 image' if spec.image else ''}", param=param, code="invalid_input_type")
     if shape == (1,) and isinstance(value, (int, float)):
         value = [value]
+    if isinstance(value, list) and shape and len(value) != shape[0]:  # before converting a list of any size
+        raise InvalidInput(f"{param} has {len(value)} items at its first level, the model takes shape {list(shape)}", param=param, code="invalid_input_shape")
     try:
         arr = np.asarray(value, dtype=np.float64)
+    except OverflowError:
+        raise _out_of_range(param) from None
     except (ValueError, TypeError):
         raise InvalidInput(f"{param} is not a rectangular nested list of numbers", param=param, code="invalid_input_type") from None
     if arr.dtype == object or arr.shape != shape:
         raise InvalidInput(f"{param} has shape {list(arr.shape)}, the model takes {list(shape)}", param=param, code="invalid_input_shape")
     if not np.isfinite(arr).all():
         raise InvalidInput(f"{param} contains NaN or infinity", param=param, code="non_finite_input")
+    if arr.size and np.abs(arr).max() > FLOAT32_MAX:
+        raise _out_of_range(param)
     return arr.astype(np.float32)
+
+
+def _out_of_range(param: str) -> InvalidInput:
+    return InvalidInput(
+        f"{param} holds a value outside float32's finite range (|x| <= {FLOAT32_MAX:.8g}), which the models "
+        "compute in; rescale the values", param=param, code="out_of_range",
+    )
+
+
+def _decode(data: bytes, spec: ProblemSpec, param: str, budget: InputBudget) -> np.ndarray:
+    assert spec.image is not None
+    try:
+        with open_image(data, budget.image_pixels) as image:  # the header only: no pixel decoded yet
+            budget.take_pixels(*image.size, param)
+            return model_input(image, spec.image)
+    except ImageTooLarge as exc:
+        raise InvalidInput(f"{param} is {exc}", param=param, code="image_too_large") from None
+    except ValueError as exc:
+        raise InvalidInput(f"{param}: {exc}", param=param, code="invalid_image") from None
 
 
 def _b64decode(value: str, param: str) -> bytes:
@@ -63,6 +125,17 @@ def _b64decode(value: str, param: str) -> bytes:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidInput(f"{param} is not valid base64", param=param, code="invalid_base64") from None
+
+
+def check_finite_outputs(outputs: torch.Tensor, param: str) -> None:
+    """A 422 naming the first input whose model output is inf or NaN: JSON has neither, never answer null."""
+    bad = ~torch.isfinite(outputs).reshape(len(outputs), -1).all(dim=1)
+    if bad.any():
+        first = int(bad.nonzero()[0])
+        raise InvalidInput(
+            f"the model's output for {param}[{first}] is not a finite number: the inputs, or this task's support "
+            "set, are outside what the model handles; rescale them", param=f"{param}[{first}]", code="non_finite_prediction",
+        )
 
 
 @dataclass(frozen=True)
@@ -112,8 +185,15 @@ def _targets(labels: list[Any], spec: ProblemSpec, param: str) -> ParsedLabels:
             raise InvalidInput(
                 f"{param}[{i}] must be a number or a list of {spec.output_dim} numbers", param=f"{param}[{i}]", code="invalid_label"
             )
-        if not all(math.isfinite(v) for v in row):
+        try:
+            finite = all(math.isfinite(v) for v in row)
+            in_range = all(abs(v) <= FLOAT32_MAX for v in row)
+        except OverflowError:  # an integer too large for a float
+            finite, in_range = True, False
+        if not finite:
             raise InvalidInput(f"{param}[{i}] contains NaN or infinity", param=f"{param}[{i}]", code="non_finite_label")
+        if not in_range:
+            raise _out_of_range(f"{param}[{i}]")
         rows.append(row)
     if scalar and spec.output_dim != 1:
         raise InvalidInput(f"{param} must hold lists of {spec.output_dim} numbers", param=param, code="invalid_label")

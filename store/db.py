@@ -22,7 +22,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from store.ids import new_id
@@ -77,7 +77,12 @@ class ApiKey(Base):
 
 
 class IdempotencyKey(Base):
-    """The object a creating POST made under an `Idempotency-Key`, per tenant."""
+    """The object a creating POST made under an `Idempotency-Key`, per tenant.
+
+    While its request runs, the key is claimed: `claim_token` names the request that holds it
+    since `claimed_at`; a claim older than the lease belongs to a dead request and is taken
+    over. A key expires `idempotency_ttl_hours` after `created_at` (service/idempotency.py).
+    """
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (UniqueConstraint("tenant_id", "key"),)
@@ -88,7 +93,9 @@ class IdempotencyKey(Base):
     route: Mapped[str] = mapped_column(String(255))  # method and path the key was first used on
     request_hash: Mapped[str] = mapped_column(String(64))
     object_id: Mapped[str | None] = mapped_column(String(40), default=None)  # None while in progress
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)  # expiry, purge
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claim_token: Mapped[str] = mapped_column(String(32), default="")
 
 
 class Dataset(Base):
@@ -194,12 +201,19 @@ def record_event(session: Session, job_id: str, type_: str, **data: Any) -> None
     session.add(JobEvent(job_id=job_id, type=type_, data=data))
 
 
+# Connections per process: as many as the API's thread pool (40) may use at once. A request
+# that finds all of them busy waits at most pool_timeout and then answers 503 `overloaded`
+# (service/errors.py), never hangs. PostgreSQL's max_connections must cover 40 per API process
+# plus the workers' few.
+POOL: dict[str, Any] = {"pool_size": 20, "max_overflow": 20, "pool_timeout": 5.0}
+
+
 @functools.lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         # A pool as deep as the API's thread pool is busy: connections beyond it are opened and
         # closed per request, and each opening runs the pragmas below (seen in the serving profile).
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20, max_overflow=20)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **POOL)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -212,8 +226,29 @@ def get_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        # A server that does not answer costs a connection attempt this long, not the OS's minutes
+        # (a connect_timeout in the URL, as with_timeouts sets for the API, takes precedence).
+        connect_args = {} if "connect_timeout=" in url else {"connect_timeout": DEFAULT_CONNECT_TIMEOUT_S}
+        engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args, **POOL)
     return engine
+
+
+DEFAULT_CONNECT_TIMEOUT_S = 10
+
+
+def with_timeouts(url: str, statement_timeout_ms: int, connect_timeout_s: int) -> str:
+    """PostgreSQL: `url` whose connections give up connecting after `connect_timeout_s` and cancel any
+    statement running longer than `statement_timeout_ms` (0: never); other databases: `url` itself.
+
+    The timeouts travel in the URL (libpq `connect_timeout` and `options=-c statement_timeout=...`),
+    so an engine made from it, and every session on that engine, has them.
+    """
+    if not url.startswith("postgresql"):
+        return url
+    parsed = make_url(url)
+    options = " ".join(part for part in (parsed.query.get("options", ""), f"-c statement_timeout={statement_timeout_ms}") if part)
+    query = {**parsed.query, "connect_timeout": str(connect_timeout_s), "options": options}
+    return parsed.set(query=query).render_as_string(hide_password=False)
 
 
 def init_db(url: str) -> Engine:

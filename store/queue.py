@@ -19,6 +19,13 @@ WARM_MODEL = "fewshot.warm_model"  # load a new model's learner in an adapt work
 
 def make_celery(settings: Settings) -> Celery:
     app = Celery("fewshot", broker=settings.broker_url, backend=settings.broker_url)
+    # Every synchronous Redis call (publish, result, ping, control) gives up after `timeout` to
+    # connect and `timeout` to read: a Redis that keeps its socket but stops answering (frozen,
+    # failing over) raises within seconds and the API answers 503, where it would wait forever.
+    # The workers' BRPOP runs in their event loop, outside these timeouts; kombu drops a BRPOP
+    # connection whose reply is overdue (health_check_interval) and reconnects.
+    timeout = settings.redis_timeout_seconds
+    redis_timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     app.conf.update(
         task_serializer="json",
         result_serializer="json",
@@ -34,7 +41,10 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout, **redis_timeouts},
+        broker_connection_timeout=timeout,  # kombu: the whole of one (re)connection attempt
+        redis_socket_timeout=timeout,  # the result backend
+        redis_socket_connect_timeout=timeout,
         result_backend_transport_options={"retry_policy": {"timeout": 2.0}},
         result_expires=3600,
         broker_connection_retry_on_startup=True,

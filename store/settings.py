@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,22 @@ class Settings(BaseSettings):
     malloc_tuned: bool = True
     # How long POST /v1/models/{id}/tasks waits for the worker's adaptation before 202.
     adapt_wait_seconds: float = 30.0
+    # Adaptations in flight (admitted, not yet answered) per API process and per tenant; over
+    # them POST /v1/models/{id}/tasks answers 503 `overloaded` / 429 `too_many_adaptations` with
+    # Retry-After at once; 0 turns a bound off. The process bound is taken before any database
+    # work (it caps the requests that look up their API key at once), the tenant bound right
+    # after the key lookup. A waiting request holds no thread and no connection, so the bound is
+    # the adapt queue: 256 adaptations at 10-70 ms each on one adapt worker are done in 3-18 s,
+    # within adapt_wait_seconds. A tenant gets a quarter of a process, so that one busy tenant
+    # leaves room for others.
+    max_inflight_adaptations: int = Field(default=256, ge=0)
+    max_inflight_adaptations_per_tenant: int = Field(default=64, ge=0)
+    # Idempotency-Key: a request holds its key while it makes its object; a retry that finds the
+    # key held for longer than the lease (its request died) takes it over and finishes the work.
+    # Longer than the work done under a key (parsing an upload, storing a row; never the wait
+    # for an adaptation, which comes after the task is recorded). Keys expire after the TTL.
+    idempotency_lease_seconds: float = 60.0
+    idempotency_ttl_hours: float = 24.0
     # The job ledger: a worker holds a job's lease while it runs it, renewing it every third
     # of its length; a job whose lease expired is taken over by another worker, from its last
     # checkpoint, at most max_attempts times in all.
@@ -46,11 +62,38 @@ class Settings(BaseSettings):
     task_cache_size: int = 1024  # adapted task states kept in the API process
     max_request_bytes: int = 32 * 1024 * 1024
     max_upload_bytes: int = 512 * 1024 * 1024  # POST /v1/datasets (npz or zip)
+    # Decoding budgets, checked from image headers before any pixel is decoded. One image:
+    # 4096x4096 (a 16-megapixel photo) decodes in 0.1-0.2 s into at most ~70 MB (4 bytes a
+    # pixel), so the API never grows by 100 MB for one image. One request: 64 Mi pixels,
+    # about 1 s of decoding CPU (images are resized as they are decoded, so this bounds time,
+    # not memory). Numbers: 1 Mi values in one request (a batch of 1,300 28x28 images given as
+    # lists; PNGs cost no numbers): parsing JSON costs ~56 bytes a value, so the API grows by
+    # < 100 MB; also counted as the body streams in (its commas). Over a budget: 413 (a request)
+    # or 422 (one image).
+    max_image_pixels: int = 4096 * 4096
+    max_request_pixels: int = 64 * 1024 * 1024
+    max_request_numbers: int = 1024 * 1024
     # Every /v1 route needs an API key when this is set or once any key exists.
     require_auth: bool = False
     # Requests per minute per tenant on /v1 routes, counted in Redis across API processes;
     # 0 turns the limit off. Over it: 429 with Retry-After.
     rate_limit_per_minute: int = 0
+    # Connect and read timeout of every Redis call (queue, results, readiness): a Redis that
+    # stops answering costs a request a few of these (503 with Retry-After), never a hang.
+    redis_timeout_seconds: float = Field(default=1.0, gt=0)
+    # PostgreSQL on the API's connections: a statement running longer is cancelled (503), and
+    # opening a connection gives up after db_connect_timeout_seconds. Workers get no statement
+    # timeout (their statements hold no client waiting), only the connect timeout.
+    db_statement_timeout_ms: int = Field(default=5000, ge=0)
+    db_connect_timeout_seconds: int = Field(default=5, ge=1)
+    # A worker told to stop (SIGTERM) finishes its current work for at most this long, then
+    # exits, even when Redis is gone; an interrupted job resumes from its last checkpoint.
+    worker_grace_seconds: float = Field(default=10.0, gt=0)
+    # Set by `fewshot serve` for the workers it starts (service/launcher.py): a worker whose parent
+    # is no longer this process stops at once (workers/app.py).
+    supervisor_pid: int | None = None
+    # When set, GET /metrics needs `Authorization: Bearer <token>` (else 401).
+    metrics_token: SecretStr | None = None
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import signal
 import threading
 
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from store.db import init_db
 from store.queue import make_celery
 from store.settings import get_settings
+from workers.lifecycle import ORPHAN_GRACE_S, die_with_parent, exit_within, orphaned, watch_parent
 from workers.reconciler import PeriodicReconciler
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, <malloc.h>
@@ -20,10 +22,33 @@ settings = get_settings()
 app = make_celery(settings)
 app.conf.imports = ("workers.tasks",)
 
+_main_pid: int | None = None  # the worker's main process, known to the pool processes it forks
+
+
+@worker_init.connect
+def _guard_main_process(**_: object) -> None:
+    """In the worker's main process, before its pool starts: stop when `fewshot serve` is gone."""
+    global _main_pid
+    _main_pid = os.getpid()
+    if settings.supervisor_pid is not None:
+        watch_parent(settings.supervisor_pid, _stop_orphaned)
+
+
+def _stop_orphaned() -> None:
+    exit_within(ORPHAN_GRACE_S)
+    os.kill(os.getpid(), signal.SIGTERM)  # Celery's warm shutdown, for as long as it is given
+
+
+@worker_shutting_down.connect
+def _exit_within_grace(**_: object) -> None:
+    """Told to stop (SIGTERM, SIGINT): gone within the grace, even if the broker never answers again."""
+    exit_within(ORPHAN_GRACE_S if orphaned(settings.supervisor_pid) else settings.worker_grace_seconds)
+
 
 @worker_process_init.connect
 def _configure_process(**_: object) -> None:
     """Runs in each pool process after the fork: torch, and CUDA if any, start only here."""
+    die_with_parent(signal.SIGKILL, _main_pid)  # a pool process never outlives the worker's main process
     import torch
 
     from models.device import resolve_device

@@ -21,7 +21,7 @@ from models.learners import AdaptOptions, Learner, build_learner, load_learner
 from models.multitask.evaluation import training_task_metrics
 from models.multitask.families import MultiTaskFamily, with_task_names
 from models.recipe import DataSources, Recipe, build_tasks, resolve
-from models.training import evaluate, meta_train
+from models.training import TrainingDiverged, evaluate, meta_train
 from store.artifacts import (
     ArtifactStore,
     artifact_store,
@@ -138,7 +138,8 @@ def _run_training(lease: Lease, settings: Settings) -> str | None:
             return checkpoint_key(job_id, step)
 
         recorder = ProgressRecorder(lease, url, save_checkpoint, cfg.checkpoint_every)
-        meta_train(learner, tasks, cfg.steps, cfg.meta_batch_size, cfg.seed, recorder, start_step, generator)
+        meta_train(learner, tasks, cfg.steps, cfg.meta_batch_size, cfg.seed, recorder, start_step, generator,
+                   divergence_factor=cfg.divergence_factor)
         metrics = _evaluate(learner, tasks, recipe)
         model_id = new_id("mdl")
         key = theta_key(model_id)
@@ -172,7 +173,8 @@ def _run_training(lease: Lease, settings: Settings) -> str | None:
         with session_scope(url) as session:
             job = session.get(Job, job_id)
             if job is not None and job.status == "running" and job.lease_token == lease.token:
-                job.status, job.error, job.finished_at = "failed", f"{type(exc).__name__}: {exc}", utcnow()
+                error = str(exc) if isinstance(exc, TrainingDiverged) else f"{type(exc).__name__}: {exc}"
+                job.status, job.error, job.finished_at = "failed", error, utcnow()
                 job.lease_token = None
                 record_event(session, job_id, "status", status="failed", error=job.error)
         return None
@@ -262,6 +264,34 @@ def warm_model(model_id: str, settings: Settings) -> bool:
     return True
 
 
+class AdaptationDiverged(ValueError):
+    """An adapted state that cannot predict: non-finite values, or non-finite outputs."""
+
+
+PROBE_EXAMPLES = 32  # support examples predicted to check an adapted state
+
+
+def check_adapted(learner: Learner, phi: dict[str, torch.Tensor], support_x: torch.Tensor, support_y: torch.Tensor) -> None:
+    """Refuse a state with non-finite values, or one whose predictions for its own support
+    inputs are not finite: finite parameters of 1e36 (labels of 1e38 and a plain inner step)
+    give infinite outputs, which would answer every prediction with null."""
+    broken = sorted(k for k, v in phi.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if broken:
+        raise AdaptationDiverged(
+            f"adaptation diverged: non-finite values in {', '.join(broken[:3])}; try a smaller inner_lr"
+        )
+    with torch.no_grad():
+        outputs = learner.predict(phi, support_x[:PROBE_EXAMPLES])
+    if not torch.isfinite(outputs).all():
+        hint = "try a smaller inner_lr"
+        if support_y.is_floating_point():
+            hint = f"scale the labels down (the largest |label| is {support_y.abs().max().item():.3g}) or {hint}"
+        raise AdaptationDiverged(
+            "adaptation diverged: the adapted task's predictions for its own support inputs are not finite "
+            f"(beyond float32's range, about 3.4e38); {hint}"
+        )
+
+
 def adapt_task(task_id: str, settings: Settings) -> str:
     """Adapt the task's model to its stored support set; returns the task's final status."""
     url = settings.sqlalchemy_url
@@ -283,8 +313,7 @@ def adapt_task(task_id: str, settings: Settings) -> str:
         support = store.load(support_key(task_id))
         marks.append(("support", time.perf_counter()))
         phi = learner.adapt(support["x"].to(learner.device), support["y"].to(learner.device), options)
-        if any(not torch.isfinite(v).all() for v in phi.values()):
-            raise ValueError("adaptation diverged (non-finite parameters); try a smaller inner_lr")
+        check_adapted(learner, phi, support["x"].to(learner.device), support["y"])
         marks.append(("adapt", time.perf_counter()))
         store.save(state_key(task_id), phi)
         marks.append(("save", time.perf_counter()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from store import adaptation_events
 from store.queue import ADAPT_TASK, TRAIN_JOB, WARM_MODEL
 from workers import pipelines
 from workers.app import app, settings
@@ -23,9 +24,12 @@ def train_job(job_id: str) -> None:
             log.warning("model %s: warm-up not sent (%s: %s)", model_id, type(exc).__name__, exc)
 
 
-@app.task(name=ADAPT_TASK)
+@app.task(name=ADAPT_TASK, ignore_result=True)
 def adapt_task(task_id: str) -> str:
-    return pipelines.adapt_task(task_id, settings)
+    status = pipelines.adapt_task(task_id, settings)
+    # The API waits on this announcement, not on a Celery result (none is stored).
+    adaptation_events.announce(settings.redis_url, task_id, status)
+    return status
 
 
 @app.task(name=WARM_MODEL, ignore_result=True)

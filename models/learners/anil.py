@@ -13,6 +13,7 @@ from torch.func import functional_call
 from models.learners.base import Params
 from models.learners.inner import inner_loop
 from models.learners.maml import MAML, InnerLR
+from models.nets import task_statistics
 
 HEAD_KEYS = ("head.weight", "head.bias")
 
@@ -45,4 +46,5 @@ class ANIL(MAML):
         return inner_loop(head_forward, head, features, y, self.loss, steps, lr, create_graph=create_graph)
 
     def predict_with(self, theta: Params, phi: Params, x: Tensor) -> Tensor:
-        return head_forward(phi, self._embed(theta, x))
+        # A served task's phi also holds its support set's batch-norm statistics, for the body.
+        return head_forward(phi, self._embed({**theta, **task_statistics(phi)}, x))

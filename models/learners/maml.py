@@ -1,9 +1,10 @@
 """MAML (Finn et al., 2017): theta is an initialisation; phi is theta after k inner steps.
 
 Second-order by default (the graph runs through every inner step), first-order on request
-(`first_order`, or the `fomaml` algorithm). Batch normalisation always uses the statistics of
-the batch it sees, in meta-training and at adaptation and prediction, as the MAML paper
-evaluates: predictions are transductive over the inputs of one request.
+(`first_order`, or the `fomaml` algorithm). Batch normalisation uses the statistics of the batch
+it sees in meta-training and in the inner loop, as the MAML paper trains; an adapted task stores
+the statistics of its support set (under its adapted weights) in phi and normalises every
+prediction with them, so an input's answer never depends on the rest of its request.
 
 Subclasses change one piece each: Meta-SGD the inner learning rates (learned), ANIL which
 parameters the inner loop moves (the head). The inner loop itself is models.learners.inner.
@@ -21,7 +22,7 @@ from torch.func import functional_call
 from models.episodes import Episode, ProblemSpec
 from models.learners.base import AdaptOptions, Learner, Params
 from models.learners.inner import inner_loop
-from models.nets import build_backbone
+from models.nets import build_backbone, support_statistics
 from models.vectorized import stack_episodes, vmap_query_outputs
 
 MAX_ADAPT_STEPS = 100
@@ -142,6 +143,7 @@ class MAML(Learner):
             lr = self.inner_lr(theta, scale)
             lr = {k: v.detach() for k, v in lr.items()} if isinstance(lr, dict) else lr
             phi = self.adapt_from(theta, support_x, support_y, steps, lr, create_graph=False)
+            phi.update(support_statistics(self.net, lambda: self.predict_with(theta, phi, support_x)))
         return {k: v.detach().contiguous() for k, v in phi.items()}
 
     def predict(self, phi: Params, x: Tensor) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
@@ -13,7 +14,7 @@ from models.arrays import ArrayData, DatasetError, read_image_zip, read_npz
 from models.episodes import ImageFormat
 from service.deps import ArtifactsDep, IdempotencyDep, SessionDep, SettingsDep, TenantDep
 from service.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from service.routes.common import errors
+from service.routes.common import BODY_ERRORS, Cursor, ObjectId, errors
 from service.schemas import DatasetPublic, DatasetsPublic
 from store.artifacts import dataset_key
 from store.db import Dataset, Job
@@ -22,6 +23,7 @@ from store.ids import new_id
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 IMAGE_28 = [1, 28, 28]
+NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # printable: no control characters (PostgreSQL refuses NUL)
 BUILTINS: dict[str, DatasetPublic] = {
     d.id: d for d in (
         DatasetPublic(id="sinusoid", name="sinusoid", builtin=True, format="builtin", output="regression", input_shape=[1],
@@ -51,37 +53,37 @@ def get_dataset_or_404(session: Session, dataset_id: str, tenant: str) -> Datase
     return ds
 
 
-def _parse(content: bytes, filename: str, image_size: int, invert: bool) -> tuple[str, ArrayData]:
+def _parse(content: bytes, filename: str, image_size: int, invert: bool, max_image_pixels: int) -> tuple[str, ArrayData]:
     """npz when the archive holds .npy arrays (or is named .npz), else a zip of class folders."""
     is_npz = filename.lower().endswith(".npz") or (content[:2] == b"PK" and b".npy" in content[:4096])
     try:
         if is_npz:
             return "npz", read_npz(content)
-        return "images", read_image_zip(content, ImageFormat(size=image_size, invert=invert))
+        return "images", read_image_zip(content, ImageFormat(size=image_size, invert=invert), max_image_pixels)
     except DatasetError as exc:
         raise InvalidInput(str(exc), param="file", code="invalid_dataset") from None
 
 
 @router.post("", status_code=201, operation_id="create_dataset", response_model=DatasetPublic,
-             responses=errors(404, 409, 413))
+             responses=errors(*BODY_ERRORS, 404, 409))
 def create_dataset(
     file: Annotated[UploadFile, File(description="an .npz (x, y, optional task) or a .zip of class folders of images")],
     session: SessionDep, store: ArtifactsDep, settings: SettingsDep, tenant: TenantDep, idem: IdempotencyDep,
-    name: Annotated[str | None, Form(max_length=255, description="defaults to the file name")] = None,
+    name: Annotated[str | None, Form(max_length=255, pattern=NAME_PATTERN, description="defaults to the file name")] = None,
     image_size: Annotated[int, Form(ge=8, le=256, description="images are resized to this square size")] = 28,
     invert: Annotated[bool, Form(description="images: invert grey levels (dark strokes on white become 1)")] = False,
 ) -> DatasetPublic:
     content = file.file.read(settings.max_upload_bytes + 1)
     if len(content) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"the upload exceeds {settings.max_upload_bytes} bytes", param="file")
-    filename = file.filename or "upload"
-    label = name or filename
+    filename = re.sub(r"[\x00-\x1f\x7f]", "", file.filename or "") or "upload"  # stored as the default name
+    label = (name or filename)[:255]
     fingerprint = hashlib.sha256(content).hexdigest() + f"|{label}|{image_size}|{invert}"
     existing = idem.begin(fingerprint)
     if existing is not None:
         return dataset_public(get_dataset_or_404(session, existing, tenant))
     try:
-        kind, data = _parse(content, filename, image_size, invert)
+        kind, data = _parse(content, filename, image_size, invert, settings.max_image_pixels)
         dataset_id = new_id("ds")
         size = store.save(dataset_key(dataset_id), data.tensors(), metadata=data.metadata())
         spec: dict[str, Any] = {"input_shape": data.input_shape, "counts": data.counts(),
@@ -89,11 +91,15 @@ def create_dataset(
         ds = Dataset(id=dataset_id, tenant_id=tenant, name=label, format=kind, output=data.output, spec=spec,
                      summary=data.summary(), artifact=dataset_key(dataset_id), size_bytes=size)
         session.add(ds)
-        session.commit()
+        try:
+            idem.record(dataset_id)  # in the dataset's transaction: both or neither
+            session.commit()
+        except BaseException:
+            store.delete_prefix(f"datasets/{dataset_id}")
+            raise
     except BaseException:
         idem.abandon()
         raise
-    idem.finish(dataset_id)
     return dataset_public(ds)
 
 
@@ -102,7 +108,7 @@ def list_datasets(
     session: SessionDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: Annotated[str | None, Query(description="the last id of the previous page")] = None,
+    after: Cursor = None,
 ) -> DatasetsPublic:
     """Uploaded datasets (newest first), then the built-ins."""
     page: list[DatasetPublic] = []
@@ -119,14 +125,14 @@ def list_datasets(
 
 
 @router.get("/{dataset_id}", operation_id="get_dataset", response_model=DatasetPublic, responses=errors(404))
-def get_dataset(dataset_id: str, session: SessionDep, tenant: TenantDep) -> DatasetPublic:
+def get_dataset(dataset_id: ObjectId, session: SessionDep, tenant: TenantDep) -> DatasetPublic:
     if dataset_id in BUILTINS:
         return BUILTINS[dataset_id]
     return dataset_public(get_dataset_or_404(session, dataset_id, tenant))
 
 
 @router.delete("/{dataset_id}", status_code=204, operation_id="delete_dataset", responses=errors(404, 409))
-def delete_dataset(dataset_id: str, session: SessionDep, store: ArtifactsDep, tenant: TenantDep) -> Response:
+def delete_dataset(dataset_id: ObjectId, session: SessionDep, store: ArtifactsDep, tenant: TenantDep) -> Response:
     if dataset_id in BUILTINS:
         raise Conflict(f"{dataset_id!r} is a built-in dataset and cannot be deleted", param="dataset_id", code="builtin_dataset")
     ds = get_dataset_or_404(session, dataset_id, tenant)

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from service.deps import QueueDep, SessionDep
+from service.errors import UNAVAILABLE_RETRY_AFTER_S
 from service.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -25,7 +26,7 @@ def readyz(session: SessionDep, queue: QueueDep) -> JSONResponse:
         checks["database"] = "ok"
     except Exception as exc:  # noqa: BLE001 - every failure is reported, none raised
         checks["database"] = f"unavailable: {type(exc).__name__}"
-    try:
+    try:  # bounded: FEWSHOT_REDIS_TIMEOUT_SECONDS to connect and to answer (store/queue.py)
         with queue.connection_for_write() as conn:
             conn.default_channel.client.ping()  # type: ignore[attr-defined]
         checks["redis"] = "ok"
@@ -41,4 +42,6 @@ def readyz(session: SessionDep, queue: QueueDep) -> JSONResponse:
         checks["workers"] = "unknown: no redis"
     ready = checks["database"] == "ok" and checks["redis"] == "ok" and checks["workers"].endswith("answering") and not checks["workers"].startswith("none")
     body = Health(status="ready" if ready else "not ready", checks=checks)
-    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
+    if ready:
+        return JSONResponse(body.model_dump())
+    return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})

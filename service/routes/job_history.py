@@ -11,11 +11,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
+from sqlalchemy import BigInteger, literal, select
 from sqlalchemy.orm import Session
 
 from service.deps import SessionDep, SettingsDep, TenantDep
-from service.routes.common import errors
+from service.routes.common import Cursor, ObjectId, errors
 from service.routes.jobs import FINISHED, get_job_or_404
 from service.schemas import CheckpointPublic, CheckpointsPublic, JobEventPublic, JobEventsPublic
 from store.db import Checkpoint, Job, JobEvent, session_factory
@@ -25,6 +25,31 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 POLL_S = 0.25  # how often the stream looks for new events
 KEEPALIVE_S = 15.0
 STREAM_BATCH = 500
+EVENT_ID_MAX = 2**63 - 1  # a cursor is any 64-bit integer (ids are 32-bit on PostgreSQL: a larger one finds none)
+
+# One Server-Sent Event as parsed by a client (OpenAPI 3.1: the schema of a text/event-stream
+# describes each event): the job's events, then `end` once the job has finished.
+SSE_EVENT_SCHEMA = {
+    "oneOf": [
+        {
+            "type": "object", "required": ["event", "data", "id"],
+            "properties": {
+                "event": {"enum": ["status", "progress", "checkpoint"], "description": "the event's type"},
+                "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the event's id (resume with Last-Event-ID)"},
+                "data": {"type": "string", "contentMediaType": "application/json",
+                         "contentSchema": {"$ref": "#/components/schemas/JobEventPublic"}},
+            },
+        },
+        {
+            "type": "object", "required": ["event", "data"],
+            "properties": {
+                "event": {"const": "end", "description": "the job has finished: the stream ends"},
+                "data": {"type": "string", "contentMediaType": "application/json",
+                         "contentSchema": {"type": "object", "maxProperties": 0}},
+            },
+        },
+    ],
+}
 
 
 def event_public(event: JobEvent) -> JobEventPublic:
@@ -33,27 +58,31 @@ def event_public(event: JobEvent) -> JobEventPublic:
 
 
 def _events(session: Session, job_id: str, after: int, limit: int) -> list[JobEvent]:
-    query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after).order_by(JobEvent.seq).limit(limit)
+    # `after` as a 64-bit bind: compared with the column's own type (a 32-bit INTEGER on PostgreSQL),
+    # a cursor past 2**31 was an out-of-range error there.
+    newer = JobEvent.seq > literal(after, BigInteger)
+    query = select(JobEvent).where(JobEvent.job_id == job_id, newer).order_by(JobEvent.seq).limit(limit)
     return list(session.scalars(query))
 
 
 @router.get(
     "/{job_id}/events", operation_id="list_job_events", response_model=JobEventsPublic,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+    responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
                      "description": "events as JSON, or as a Server-Sent Events stream that ends with the job "
-                                    "(`Accept: text/event-stream` or `stream=true`)"},
+                                    "(`Accept: text/event-stream` or `stream=true`): each event's `data` is the "
+                                    "JSON of a job.event, then an `end` event; a `: keep-alive` comment every 15 s"},
                **errors(404)},
 )
 def list_job_events(
-    job_id: str,
+    job_id: ObjectId,
     request: Request,
     session: SessionDep,
     tenant: TenantDep,
     settings: SettingsDep,
-    after: Annotated[int, Query(ge=0, description="the last event id seen")] = 0,
+    after: Annotated[int, Query(ge=0, le=EVENT_ID_MAX, description="the last event id seen")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     stream: Annotated[bool, Query(description="a Server-Sent Events stream instead of a JSON page")] = False,
-    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", include_in_schema=False)] = None,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=EVENT_ID_MAX, include_in_schema=False)] = None,
 ) -> JobEventsPublic | StreamingResponse:
     get_job_or_404(session, tenant, job_id)
     if stream or "text/event-stream" in request.headers.get("accept", ""):
@@ -100,11 +129,11 @@ def _poll(db_url: str, job_id: str, after: int) -> tuple[bool, list[dict[str, An
 @router.get("/{job_id}/checkpoints", operation_id="list_job_checkpoints", response_model=CheckpointsPublic,
             responses=errors(404))
 def list_job_checkpoints(
-    job_id: str,
+    job_id: ObjectId,
     session: SessionDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: Annotated[str | None, Query(description="the last id of the previous page")] = None,
+    after: Cursor = None,
 ) -> CheckpointsPublic:
     get_job_or_404(session, tenant, job_id)
     query = select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step, Checkpoint.id).limit(limit + 1)

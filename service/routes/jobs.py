@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -12,8 +13,8 @@ from models.arrays import DatasetError, check_episodes
 from models.recipe import UPLOADED_PREFIX, ConfigError, Recipe, resolve
 from service.deps import IdempotencyDep, QueueDep, SessionDep, TenantDep
 from service.errors import Conflict, InvalidInput, NotFound, Unavailable
-from service.routes.common import SEND_RETRY, errors
-from service.schemas import JobCreate, JobProgress, JobPublic, JobsPublic
+from service.routes.common import BODY_ERRORS, SEND_RETRY, Cursor, ObjectId, errors
+from service.schemas import ID_MAX_LENGTH, UPLOADED_DATASET_PATTERN, JobCreate, JobProgress, JobPublic, JobsPublic
 from store.db import Dataset, Job, JobEvent, record_event, utcnow
 from store.queue import TRAIN_JOB
 
@@ -42,6 +43,8 @@ def get_job_or_404(session: Session, tenant: str, job_id: str) -> Job:
 
 def _check_uploaded_dataset(session: Session, tenant: str, recipe: Recipe) -> None:
     """An uploaded dataset must be this tenant's and hold enough classes and examples."""
+    if not re.fullmatch(UPLOADED_DATASET_PATTERN, recipe.dataset) or len(recipe.dataset) > ID_MAX_LENGTH:
+        raise NotFound("dataset", recipe.dataset, param="dataset")  # no such id is ever made
     dataset = session.get(Dataset, recipe.dataset)
     if dataset is None or dataset.tenant_id != tenant:
         raise NotFound("dataset", recipe.dataset, param="dataset")
@@ -52,7 +55,8 @@ def _check_uploaded_dataset(session: Session, tenant: str, recipe: Recipe) -> No
         raise InvalidInput(str(exc), param="config", code="invalid_config") from None
 
 
-@router.post("", status_code=202, operation_id="create_job", response_model=JobPublic, responses=errors(404, 409, 503))
+@router.post("", status_code=202, operation_id="create_job", response_model=JobPublic,
+             responses=errors(*BODY_ERRORS, 404, 409, 503))
 def create_job(body: JobCreate, session: SessionDep, queue: QueueDep, tenant: TenantDep, idem: IdempotencyDep) -> JobPublic:
     try:
         recipe = resolve(body.algorithm, body.dataset, body.config)
@@ -71,18 +75,19 @@ def create_job(body: JobCreate, session: SessionDep, queue: QueueDep, tenant: Te
         session.add(job)
         session.flush()
         record_event(session, job.id, "status", status="queued")
+        idem.record(job.id)  # with the job: a request killed after this commit left a job its retry finds
         session.commit()
         try:
             queue.send_task(TRAIN_JOB, args=[job.id], task_id=job.id, retry_policy=SEND_RETRY, ignore_result=True)
         except Exception as exc:  # the broker is down: nothing was accepted
             session.execute(delete(JobEvent).where(JobEvent.job_id == job.id))
             session.delete(job)
+            idem.release()
             session.commit()
             raise Unavailable(f"the job queue is unavailable ({type(exc).__name__}); retry later") from None
     except BaseException:
         idem.abandon()
         raise
-    idem.finish(job.id)
     return job_public(job)
 
 
@@ -91,7 +96,7 @@ def list_jobs(
     session: SessionDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: Annotated[str | None, Query(description="the last id of the previous page")] = None,
+    after: Cursor = None,
     status: JobStatus | None = None,
 ) -> JobsPublic:
     query = select(Job).where(Job.tenant_id == tenant).order_by(Job.id.desc()).limit(limit + 1)
@@ -104,12 +109,12 @@ def list_jobs(
 
 
 @router.get("/{job_id}", operation_id="get_job", response_model=JobPublic, responses=errors(404))
-def get_job(job_id: str, session: SessionDep, tenant: TenantDep) -> JobPublic:
+def get_job(job_id: ObjectId, session: SessionDep, tenant: TenantDep) -> JobPublic:
     return job_public(get_job_or_404(session, tenant, job_id))
 
 
 @router.post("/{job_id}/cancel", operation_id="cancel_job", response_model=JobPublic, responses=errors(404, 409))
-def cancel_job(job_id: str, session: SessionDep, queue: QueueDep, tenant: TenantDep) -> JobPublic:
+def cancel_job(job_id: ObjectId, session: SessionDep, queue: QueueDep, tenant: TenantDep) -> JobPublic:
     """A queued job never starts; a running one stops at its next progress report and keeps its checkpoints."""
     job = get_job_or_404(session, tenant, job_id)
     session.refresh(job, with_for_update=True)

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.deps import ArtifactsDep, PredictorDep, SessionDep, TenantDep
 from service.errors import NotFound
-from service.routes.common import errors
+from service.routes.common import Cursor, ObjectId, errors
 from service.schemas import ModelPublic, ModelsPublic
 from store.artifacts import model_prefix, task_prefix
 from store.db import Model, Task
@@ -52,7 +52,7 @@ def list_models(
     session: SessionDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    after: Annotated[str | None, Query(description="the last id of the previous page")] = None,
+    after: Cursor = None,
 ) -> ModelsPublic:
     query = select(Model).where(Model.tenant_id == tenant).order_by(Model.id.desc()).limit(limit + 1)
     if after is not None:
@@ -63,14 +63,14 @@ def list_models(
 
 
 @router.get("/{model_id}", operation_id="get_model", response_model=ModelPublic, responses=errors(404))
-def get_model(model_id: str, session: SessionDep, tenant: TenantDep) -> ModelPublic:
+def get_model(model_id: ObjectId, session: SessionDep, tenant: TenantDep) -> ModelPublic:
     model = get_model_or_404(session, model_id, tenant)
     return model_public(model, training_tasks(session, [model.id]).get(model.id))
 
 
 @router.delete("/{model_id}", status_code=204, operation_id="delete_model", responses=errors(404))
 def delete_model(
-    model_id: str, session: SessionDep, tenant: TenantDep, store: ArtifactsDep, predictor: PredictorDep
+    model_id: ObjectId, session: SessionDep, tenant: TenantDep, store: ArtifactsDep, predictor: PredictorDep
 ) -> Response:
     """The model, its tasks and all their artifacts."""
     model = get_model_or_404(session, model_id, tenant)

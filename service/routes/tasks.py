@@ -2,38 +2,44 @@
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import torch
-from celery.exceptions import TimeoutError as CeleryTimeout
-from fastapi import APIRouter, Request, Response
-from sqlalchemy import select
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from models.episodes import ProblemSpec
+from service.adaptation_waiter import AdaptationWaiter
+from service.admission import Admission
 from service.deps import (
     ArtifactsDep,
-    IdempotencyDep,
+    IdempotencyKeyHeader,
     PredictorDep,
-    QueueDep,
     SessionDep,
-    SettingsDep,
     TenantDep,
+    authenticate_briefly,
     tenant_of,
 )
 from service.errors import Conflict, InvalidInput, NotFound, Unavailable
-from service.inputs import parse_inputs, parse_labels
+from service.idempotency import Idempotency
+from service.inputs import InputBudget, check_finite_outputs, parse_inputs, parse_labels
 from service.predictor import Predictor
-from service.routes.common import SEND_RETRY, errors
+from service.routes.common import BODY_ERRORS, SEND_RETRY, Cursor, ObjectId, errors
 from service.routes.models import get_model_or_404
-from service.schemas import PredictionCreate, PredictionsPublic, TaskCreate, TaskPublic
-from store.artifacts import support_key, task_prefix
-from store.db import Model, Task, get_engine
+from service.schemas import PredictionCreate, PredictionsPublic, TaskCreate, TaskPublic, TasksPublic
+from store.artifacts import ArtifactStore, support_key, task_prefix
+from store.db import Model, Task, get_engine, session_scope
 from store.ids import new_id
 from store.queue import ADAPT_TASK
+from store.settings import Settings
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["tasks"])
 
@@ -60,71 +66,165 @@ def _answer(task: Task, response: Response) -> TaskPublic:
     return task_public(task)
 
 
+Marks = list[tuple[str, float]]  # stage ends, sent back as Server-Timing (benchmarks read it)
+
+
+@dataclass
+class _NewTask:
+    """What one POST asks for, and where the database and the queue are."""
+
+    request: Request
+    model_id: str
+    body: TaskCreate
+    tenant: str
+    idempotency_key: str | None
+    task_id: str
+
+
+def _record_and_send(new: _NewTask, marks: Marks) -> tuple[Task, bool]:
+    """Parse, claim the Idempotency-Key, store the support set and the row, send the message: the
+    task and whether it was made now (False: the key's earlier task). Blocking (thread pool).
+
+    The session commits before the send, so no connection is held while the broker is slow. A
+    failure after the row is stored deletes it and its support set: a stored task is always one
+    whose id its client gets (or whose idempotent retry will)."""
+    state = new.request.app.state
+    settings: Settings = state.settings
+    store: ArtifactStore = state.artifacts
+    with session_scope(state.db_url) as session:
+        model = get_model_or_404(session, new.model_id, new.tenant)
+        spec = ProblemSpec.from_json(model.spec)
+        x = parse_inputs(new.body.support.inputs, spec, "support.inputs", InputBudget.from_settings(settings))
+        labels = parse_labels(new.body.support.labels, len(x), spec)
+        marks.append(("parse", time.perf_counter()))
+        idem = Idempotency(
+            session, new.tenant, new.idempotency_key, f"POST {new.request.url.path}",
+            settings.idempotency_lease_seconds, settings.idempotency_ttl_hours,
+        )
+        existing = idem.begin(new.body.model_dump_json())
+        if existing is not None:
+            return get_task_or_404(session, existing, new.tenant), False
+        try:
+            store.save(support_key(new.task_id), {"x": x, "y": labels.targets})
+            marks.append(("store", time.perf_counter()))
+            task = Task(
+                id=new.task_id, tenant_id=new.tenant, model_id=model.id, status="adapting", labels=labels.vocabulary,
+                support_size=len(x), scalar_targets=labels.scalar,
+                options=new.body.options.model_dump(exclude_none=True),
+            )
+            session.add(task)
+            idem.record(new.task_id)  # the key names the task in the transaction that stores it
+            session.commit()  # the connection goes back to the pool here
+            marks.append(("ledger", time.perf_counter()))
+            try:
+                state.celery.send_task(ADAPT_TASK, args=[new.task_id], retry_policy=SEND_RETRY)
+            except Exception as exc:
+                raise Unavailable(f"the adaptation queue is unavailable ({type(exc).__name__}); retry later") from None
+            marks.append(("send", time.perf_counter()))
+        except BaseException:
+            _undo(session, store, new.task_id, idem)
+            raise
+    return task, True
+
+
+def _undo(session: Session, store: ArtifactStore, task_id: str, idem: Idempotency) -> None:
+    """Delete the task's row, key and support set after a failure; best effort (logged), so that
+    the original error is the one the client sees. A message already sent finds no row and is
+    dropped by the worker."""
+    try:
+        session.rollback()
+        session.execute(delete(Task).where(Task.id == task_id))
+        idem.release()
+        session.commit()
+    except Exception:  # noqa: BLE001
+        log.exception("task %s: its row could not be removed after a failed request; it stays listed", task_id)
+    try:
+        store.delete_prefix(task_prefix(task_id))
+    except Exception:  # noqa: BLE001
+        log.exception("task %s: its support set could not be removed", task_id)
+
+
+def _reread(request: Request, task: Task) -> Task:
+    """The task's row as it is now; the row as this request stored it when the database fails
+    (the client still gets the id, and GET /v1/tasks/{id} shows the rest). Blocking."""
+    try:
+        with session_scope(request.app.state.db_url) as session:
+            return session.get(Task, task.id) or task
+    except Exception as exc:  # noqa: BLE001 - the task exists and was sent: answer 202, not an error
+        log.warning("task %s: row not re-read after the wait (%s: %s)", task.id, type(exc).__name__, exc)
+        return task
+
+
+def _server_timing(marks: Marks) -> str:
+    durations = [f"{name};dur={(t - marks[i][1]) * 1000:.2f}" for i, (name, t) in enumerate(marks[1:])]
+    return ", ".join([*durations, f"total;dur={(marks[-1][1] - marks[0][1]) * 1000:.2f}"])
+
+
+@router.get(
+    "/v1/models/{model_id}/tasks", operation_id="list_model_tasks", response_model=TasksPublic, responses=errors(404),
+)
+def list_model_tasks(
+    model_id: ObjectId,
+    session: SessionDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Cursor = None,
+) -> TasksPublic:
+    """The model's tasks, newest first: every task a POST stored, whether or not its client got the answer."""
+    get_model_or_404(session, model_id, tenant)
+    query = (
+        select(Task).where(Task.model_id == model_id, Task.tenant_id == tenant).order_by(Task.id.desc()).limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(Task.id < after)
+    rows = list(session.scalars(query))
+    return TasksPublic(data=[task_public(t) for t in rows[:limit]], has_more=len(rows) > limit)
+
+
 @router.post(
     "/v1/models/{model_id}/tasks", status_code=201, operation_id="create_task", response_model=TaskPublic,
-    responses={202: {"model": TaskPublic, "description": "accepted, still adapting"}, **errors(404, 409, 503)},
+    responses={202: {"model": TaskPublic, "description": "accepted, still adapting"},
+               **errors(*BODY_ERRORS, 404, 409, 503)},
 )
-def create_task(
-    model_id: str, body: TaskCreate, request: Request, response: Response, session: SessionDep, store: ArtifactsDep,
-    queue: QueueDep, settings: SettingsDep, tenant: TenantDep, idem: IdempotencyDep,
+async def create_task(
+    model_id: ObjectId, body: TaskCreate, request: Request, response: Response, idempotency_key: IdempotencyKeyHeader = None,
 ) -> TaskPublic:
-    marks = [("start", time.perf_counter())]  # stage ends, sent back as Server-Timing (benchmarks read it)
-    model = get_model_or_404(session, model_id, tenant)
-    spec = ProblemSpec.from_json(model.spec)
-    x = parse_inputs(body.support.inputs, spec, "support.inputs")
-    labels = parse_labels(body.support.labels, len(x), spec)
-    marks.append(("parse", time.perf_counter()))
-    existing = idem.begin(body.model_dump_json())
-    if existing is not None:
-        return _answer(get_task_or_404(session, existing, tenant), response)
-    task_id = new_id("tsk")
-    try:
-        store.save(support_key(task_id), {"x": x, "y": labels.targets})
-        marks.append(("store", time.perf_counter()))
-        task = Task(
-            id=task_id, tenant_id=tenant, model_id=model.id, status="adapting", labels=labels.vocabulary,
-            support_size=len(x), scalar_targets=labels.scalar, options=body.options.model_dump(exclude_none=True),
-        )
-        session.add(task)
-        session.commit()
-        marks.append(("ledger", time.perf_counter()))
-        try:
-            result = queue.send_task(ADAPT_TASK, args=[task_id], retry_policy=SEND_RETRY)
-            marks.append(("send", time.perf_counter()))
-        except Exception as exc:
-            session.delete(task)
-            session.commit()
-            store.delete_prefix(task_prefix(task_id))
-            raise Unavailable(f"the adaptation queue is unavailable ({type(exc).__name__}); retry later") from None
-    except BaseException:
-        idem.abandon()
-        raise
-    idem.finish(task_id)
-    if body.wait:
-        start = time.perf_counter()
-        try:
-            result.get(timeout=settings.adapt_wait_seconds, propagate=False)
-        except CeleryTimeout:
-            pass
-        finally:
-            result.forget()
-        marks.append(("wait", time.perf_counter()))
-        session.refresh(task)
-        marks.append(("refresh", time.perf_counter()))
-        if task.status == "ready":
-            request.app.state.metrics.adaptation_seconds.observe(time.perf_counter() - start)
-    durations = [f"{name};dur={(t - marks[i][1]) * 1000:.2f}" for i, (name, t) in enumerate(marks[1:])]
-    response.headers["Server-Timing"] = ", ".join([*durations, f"total;dur={(marks[-1][1] - marks[0][1]) * 1000:.2f}"])
+    # async: admission before any database work, then short thread-pool calls that each close
+    # their session, and the wait for the worker on a future (no thread, no connection). No
+    # docstring: it would become the operation's description in openapi.json.
+    state = request.app.state
+    admission: Admission = state.admission
+    marks: Marks = [("start", time.perf_counter())]
+    with admission.process_slot():
+        tenant = await run_in_threadpool(authenticate_briefly, request)
+        marks.append(("auth", time.perf_counter()))
+        with admission.tenant_slot(tenant):
+            new = _NewTask(request, model_id, body, tenant, idempotency_key, new_id("tsk"))
+            waiter: AdaptationWaiter = state.adaptation_waiter
+            announced = await waiter.expect(new.task_id) if body.wait else None  # before the send
+            try:
+                task, made = await run_in_threadpool(_record_and_send, new, marks)
+                if made and announced is not None:
+                    start = time.perf_counter()
+                    await waiter.wait(new.task_id, announced, state.settings.adapt_wait_seconds)
+                    marks.append(("wait", time.perf_counter()))
+                    task = await run_in_threadpool(_reread, request, task)
+                    marks.append(("refresh", time.perf_counter()))
+                    if task.status == "ready":
+                        state.metrics.adaptation_seconds.observe(time.perf_counter() - start)
+            finally:
+                waiter.forget(new.task_id)
+    response.headers["Server-Timing"] = _server_timing(marks)
     return _answer(task, response)
 
 
 @router.get("/v1/tasks/{task_id}", operation_id="get_task", response_model=TaskPublic, responses=errors(404))
-def get_task(task_id: str, session: SessionDep, tenant: TenantDep) -> TaskPublic:
+def get_task(task_id: ObjectId, session: SessionDep, tenant: TenantDep) -> TaskPublic:
     return task_public(get_task_or_404(session, task_id, tenant))
 
 
 @router.delete("/v1/tasks/{task_id}", status_code=204, operation_id="delete_task", responses=errors(404))
-def delete_task(task_id: str, session: SessionDep, store: ArtifactsDep, predictor: PredictorDep, tenant: TenantDep) -> Response:
+def delete_task(task_id: ObjectId, session: SessionDep, store: ArtifactsDep, predictor: PredictorDep, tenant: TenantDep) -> Response:
     task = get_task_or_404(session, task_id, tenant)
     session.delete(task)
     session.commit()
@@ -135,9 +235,9 @@ def delete_task(task_id: str, session: SessionDep, store: ArtifactsDep, predicto
 
 @router.post(
     "/v1/tasks/{task_id}/predictions", operation_id="create_predictions", response_model=PredictionsPublic,
-    responses=errors(404, 409),
+    responses=errors(*BODY_ERRORS, 404, 409),
 )
-async def create_predictions(task_id: str, body: PredictionCreate, request: Request, predictor: PredictorDep) -> Response:
+async def create_predictions(task_id: ObjectId, body: PredictionCreate, request: Request, predictor: PredictorDep) -> Response:
     # async, with its blocking part (SQL, torch) in one thread-pool call: a sync route with sync
     # dependencies pays one thread hop for each, and an ORM session per request costs more than
     # the two small queries it makes (benchmarks/results/http_predictions.md). No docstring: it
@@ -162,10 +262,11 @@ def _predict(request: Request, task_id: str, inputs: list[Any], predictor: Predi
             raise Conflict(f"task {task_id} is {task.status}, not ready; predictions need a ready task", param="task_id", code="task_not_ready")
         learners = predictor.learner_for(task.model_id, lambda: _model_row(conn, task.model_id))
     spec = learners.spec
-    x = parse_inputs(inputs, spec, "inputs")
+    x = parse_inputs(inputs, spec, "inputs", InputBudget.from_settings(request.app.state.settings))
     start = time.perf_counter()
     outputs = predictor.run(learners, task_id, task.artifact, x)
     request.app.state.metrics.prediction_seconds.observe(time.perf_counter() - start)
+    check_finite_outputs(outputs, "inputs")  # a 422, never a 200 with null predictions
     if spec.output == "classification":
         probs = torch.softmax(outputs, dim=-1)
         labels: list[Any] = task.labels or []

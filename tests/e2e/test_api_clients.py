@@ -26,6 +26,7 @@ from fewshot_client.models import (  # noqa: E402
     BodyCreateDataset,
     ErrorBody,
     JobCreate,
+    JobCreateAlgorithm,
     JobCreateConfig,
     PredictionCreate,
     SupportSet,
@@ -59,7 +60,7 @@ def test_generated_client_lifecycle(serve, generated):
         file=File(payload=io.BytesIO(pattern_zip()), file_name="shapes.zip"), name="shapes"))
     assert upload.id.startswith("ds_") and upload.input_shape == [1, 28, 28]
 
-    body = JobCreate(algorithm="maml", dataset="sinusoid", config=JobCreateConfig.from_dict(QUICK_SINE))
+    body = JobCreate(algorithm=JobCreateAlgorithm.MAML, dataset="sinusoid", config=JobCreateConfig.from_dict(QUICK_SINE))
     job = create_job.sync(client=generated, body=body, idempotency_key="client-1")
     assert create_job.sync(client=generated, body=body, idempotency_key="client-1").id == job.id
     deadline = time.monotonic() + 120

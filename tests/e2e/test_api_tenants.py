@@ -58,6 +58,7 @@ def _routes(ids: dict[str, str]) -> list[tuple[str, str, dict]]:
         ("GET", f"/v1/jobs/{ids['job']}/events", {}), ("GET", f"/v1/jobs/{ids['job']}/checkpoints", {}),
         ("GET", "/v1/models", {}), ("GET", f"/v1/models/{ids['model']}", {}), ("DELETE", f"/v1/models/{ids['model']}", {}),
         ("POST", f"/v1/models/{ids['model']}/tasks", {"json": {"support": SUPPORT}}),
+        ("GET", f"/v1/models/{ids['model']}/tasks", {}),
         ("GET", f"/v1/tasks/{ids['task']}", {}), ("DELETE", f"/v1/tasks/{ids['task']}", {}),
         ("POST", f"/v1/tasks/{ids['task']}/predictions", {"json": {"inputs": [[0.5]]}}),
     ]

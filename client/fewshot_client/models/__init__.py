@@ -15,7 +15,9 @@ from .error_detail import ErrorDetail
 from .health import Health
 from .health_checks import HealthChecks
 from .job_create import JobCreate
+from .job_create_algorithm import JobCreateAlgorithm
 from .job_create_config import JobCreateConfig
+from .job_create_dataset_type_0 import JobCreateDatasetType0
 from .job_event_public import JobEventPublic
 from .job_event_public_data import JobEventPublicData
 from .job_event_public_type import JobEventPublicType
@@ -40,6 +42,7 @@ from .task_create import TaskCreate
 from .task_public import TaskPublic
 from .task_public_options import TaskPublicOptions
 from .task_public_status import TaskPublicStatus
+from .tasks_public import TasksPublic
 
 __all__ = (
     "AdaptationOptions",
@@ -57,7 +60,9 @@ __all__ = (
     "Health",
     "HealthChecks",
     "JobCreate",
+    "JobCreateAlgorithm",
     "JobCreateConfig",
+    "JobCreateDatasetType0",
     "JobEventPublic",
     "JobEventPublicData",
     "JobEventPublicType",
@@ -82,4 +87,5 @@ __all__ = (
     "TaskPublic",
     "TaskPublicOptions",
     "TaskPublicStatus",
+    "TasksPublic",
 )

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 
+from ..models.job_create_algorithm import JobCreateAlgorithm
+from ..models.job_create_dataset_type_0 import JobCreateDatasetType0
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
@@ -18,19 +20,24 @@ T = TypeVar("T", bound="JobCreate")
 class JobCreate:
     """
     Attributes:
-        algorithm (str):
-        dataset (str):
-        config (JobCreateConfig | Unset):
+        algorithm (JobCreateAlgorithm):
+        dataset (JobCreateDatasetType0 | str): a built-in dataset's name, or an uploaded dataset's id (ds_...)
+        config (JobCreateConfig | Unset): training and learner settings (GET a job to see them all, defaults filled in);
+            each is checked against its range, the algorithm and the dataset (422 invalid_config)
     """
 
-    algorithm: str
-    dataset: str
+    algorithm: JobCreateAlgorithm
+    dataset: JobCreateDatasetType0 | str
     config: JobCreateConfig | Unset = UNSET
 
     def to_dict(self) -> dict[str, Any]:
-        algorithm = self.algorithm
+        algorithm = self.algorithm.value
 
-        dataset = self.dataset
+        dataset: str
+        if isinstance(self.dataset, JobCreateDatasetType0):
+            dataset = self.dataset.value
+        else:
+            dataset = self.dataset
 
         config: dict[str, Any] | Unset = UNSET
         if not isinstance(self.config, Unset):
@@ -54,9 +61,20 @@ class JobCreate:
         from ..models.job_create_config import JobCreateConfig  # noqa: PLC0415
 
         d = dict(src_dict)
-        algorithm = d.pop("algorithm")
+        algorithm = JobCreateAlgorithm(d.pop("algorithm"))
 
-        dataset = d.pop("dataset")
+        def _parse_dataset(data: object) -> JobCreateDatasetType0 | str:
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                dataset_type_0 = JobCreateDatasetType0(data)
+
+                return dataset_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(JobCreateDatasetType0 | str, data)
+
+        dataset = _parse_dataset(d.pop("dataset"))
 
         _config = d.pop("config", UNSET)
         config: JobCreateConfig | Unset

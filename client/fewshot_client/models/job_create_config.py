@@ -11,6 +11,11 @@ T = TypeVar("T", bound="JobCreateConfig")
 
 @_attrs_define
 class JobCreateConfig:
+    """training and learner settings (GET a job to see them all, defaults filled in); each is checked against its range,
+    the algorithm and the dataset (422 invalid_config)
+
+    """
+
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ class SupportSet:
     """
     Attributes:
         inputs (list[Any]): nested lists of numbers in the model's input shape, or base64 PNG/JPEG
-        labels (list[Any]): class labels (strings or integers) or regression targets
+        labels (list[Any]): class labels (strings or integers) or regression targets, one per input
     """
 
     inputs: list[Any]

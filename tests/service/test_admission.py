@@ -1,0 +1,106 @@
+"""Admission control and the answers of a saturated API: slots per process and per tenant
+(429/503 with Retry-After), JSON errors for a busy or failing database and for any unexpected
+exception, and the waiter that hears the adapt worker's announcements on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from service.adaptation_waiter import AdaptationWaiter
+from service.admission import Admission, Overloaded, TooManyAdaptations
+from service.errors import Unavailable, install_error_handlers
+from store import adaptation_events
+from tests.e2e.api_support import assert_error
+from tests.e2e.server import free_port
+
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def test_slots_are_bounded_per_process_and_per_tenant_and_given_back():
+    admission = Admission(per_process=3, per_tenant=2)
+    with admission.process_slot(), admission.tenant_slot("a"), admission.process_slot(), admission.tenant_slot("a"):
+        with pytest.raises(TooManyAdaptations) as too_many:
+            with admission.tenant_slot("a"):
+                pass
+        assert too_many.value.status == 429 and too_many.value.retry_after >= 1
+        with admission.process_slot(), admission.tenant_slot("b"):  # another tenant still gets in
+            with pytest.raises(Overloaded) as overloaded:
+                with admission.process_slot():
+                    pass
+            assert overloaded.value.status == 503 and overloaded.value.code == "overloaded"
+    assert admission.in_flight == 0 and admission.by_tenant == {}
+    with pytest.raises(RuntimeError):  # a failing request gives its slots back too
+        with admission.process_slot(), admission.tenant_slot("a"):
+            raise RuntimeError
+    assert admission.in_flight == 0 and admission.by_tenant == {}
+    unbounded = Admission(per_process=0, per_tenant=0)
+    with unbounded.process_slot(), unbounded.tenant_slot("a"), unbounded.process_slot(), unbounded.tenant_slot("a"):
+        assert unbounded.in_flight == 2
+
+
+def test_saturation_and_failures_are_json_errors_with_retry_after():
+    app = FastAPI()
+    install_error_handlers(app)
+    admission = Admission(per_process=1, per_tenant=1)
+    errors = {
+        "pool": PoolTimeout("QueuePool limit of size 20 overflow 20 reached"),
+        "database": OperationalError("SELECT 1", {}, ConnectionRefusedError("refused")),
+        "queue": Unavailable("the queue is down"),
+        "bug": KeyError("oops"),
+    }
+
+    @app.get("/fail/{what}")
+    def fail(what: str) -> None:
+        raise errors[what]
+
+    @app.get("/admit")
+    def admit() -> None:
+        with admission.process_slot(), admission.tenant_slot("t"):
+            with admission.tenant_slot("t"):
+                pass
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for what, status, code in (("pool", 503, "overloaded"), ("database", 503, "database_unavailable"),
+                                   ("queue", 503, "unavailable")):
+            r = c.get(f"/fail/{what}")
+            assert_error(r, status, code)
+            assert int(r.headers["retry-after"]) >= 1
+        assert_error(c.get("/fail/bug"), 500, "internal_error")
+        r = c.get("/admit")
+        assert_error(r, 429, "too_many_adaptations")
+        assert r.headers["retry-after"] == "1"
+
+
+def test_waiter_hears_announcements_and_reports_timeouts():
+    async def scenario() -> list[str]:
+        waiter = AdaptationWaiter(REDIS_URL)
+        try:
+            heard = await waiter.expect("tsk_heard")
+            silent = await waiter.expect("tsk_silent")
+            assert waiter.listening
+            await asyncio.to_thread(adaptation_events.announce, REDIS_URL, "tsk_heard", "ready")
+            return await asyncio.gather(waiter.wait("tsk_heard", heard, 10), waiter.wait("tsk_silent", silent, 0.3))
+        finally:
+            await waiter.close()
+
+    redis.Redis.from_url(REDIS_URL).ping()
+    assert asyncio.run(scenario()) == ["announced", "timeout"]
+
+
+def test_waiter_without_redis_says_lost_at_once():
+    async def scenario() -> str:
+        waiter = AdaptationWaiter(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+        try:
+            future = await waiter.expect("tsk_x")
+            return await waiter.wait("tsk_x", future, 30)
+        finally:
+            await waiter.close()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 10)) == "lost"

@@ -13,6 +13,7 @@ COPY models ./models
 COPY store ./store
 COPY workers ./workers
 COPY service ./service
+COPY cli ./cli
 RUN pip install . flower
 VOLUME /data
 EXPOSE 8000

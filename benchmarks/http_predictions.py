@@ -93,7 +93,8 @@ class Server:
         argv = [str(BIN / "fewshot")]
         if tree is not None:  # another checkout's code (a baseline), first on the path of the API and its workers
             env["PYTHONPATH"] = str(tree.resolve())
-            argv = [sys.executable, "-c", "from service.cli import main; main()"]
+            entry = "cli.main" if (tree / "cli" / "main.py").exists() else "service.cli"  # older checkouts: service/cli.py
+            argv = [sys.executable, "-c", f"from {entry} import main; main()"]
         log = (data_dir / "serve.log").open("ab")
         self.process = subprocess.Popen([*argv, "serve", "--port", str(self.port), *extra_args],
                                         env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tree)

@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     # A worker told to stop (SIGTERM) finishes its current work for at most this long, then
     # exits, even when Redis is gone; an interrupted job resumes from its last checkpoint.
     worker_grace_seconds: float = Field(default=10.0, gt=0)
-    # Set by `fewshot serve` for the workers it starts (service/launcher.py): a worker whose parent
+    # Set by `fewshot serve` for the workers it starts (cli/launcher.py): a worker whose parent
     # is no longer this process stops at once (workers/app.py).
     supervisor_pid: int | None = None
     # When set, GET /metrics needs `Authorization: Bearer <token>` (else 401).

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from service.launcher import redis_password
+from cli.launcher import redis_password
 from tests.e2e.redis_server import RedisServer
 from tests.e2e.server import ServeProcess
 

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from cli.main import cli
 from service.auth import create_key
-from service.cli import cli
 from service.main import create_app
 from store.db import ApiKey, init_db, session_scope
 from store.settings import Settings

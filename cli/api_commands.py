@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from service.api_client import DEFAULT_URL, ApiCallError, ApiClient
+from cli.api_client import DEFAULT_URL, ApiCallError, ApiClient
 
 UrlOption = Annotated[str, typer.Option("--url", envvar="FEWSHOT_URL", help="the API's base URL")]
 KeyOption = Annotated[str | None, typer.Option("--api-key", envvar="FEWSHOT_API_KEY", help="API key", show_default=False)]

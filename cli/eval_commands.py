@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from cli.process_setup import DataDirOption, setup_process
+
 eval_app = typer.Typer(help="Evaluate a stored model on benchmark data.", no_args_is_help=True)
 
 
@@ -18,13 +20,11 @@ eval_app = typer.Typer(help="Evaluate a stored model on benchmark data.", no_arg
 def one_shot_runs(
     runs_dir: Annotated[Path, typer.Argument(help="folder of runNN/ folders (Lake et al.'s one-shot format)")],
     model_id: Annotated[str, typer.Argument(help="a model id (mdl_...) of this data directory")],
-    data_dir: Annotated[Path | None, typer.Option(help="state folder (FEWSHOT_DATA_DIR, default ./.fewshot)")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Adapt the model to each run's 20 training images, classify its 20 test images, print each
     run's error and the mean error."""
-    from service.cli import _setup
-
-    _setup(data_dir)  # data dir and one torch thread, before torch is imported
+    setup_process(data_dir)  # data dir and one torch thread, before torch is imported
     from models.one_shot_runs import read_runs, run_error
     from store.db import Model, init_db, session_scope
     from store.settings import Settings

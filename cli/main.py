@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from service.cli_commands import register as register_api_commands
-from service.eval_cli import eval_app
+from cli.api_commands import register as register_api_commands
+from cli.eval_commands import eval_app
+from cli.process_setup import DataDirOption, setup_process
 from store.settings import Settings
 
 cli = typer.Typer(help="fewshot: few-shot adaptation as a service.", no_args_is_help=True)
-
-DataDirOption = Annotated[Path | None, typer.Option(help="state folder (FEWSHOT_DATA_DIR, default ./.fewshot)")]
-
-
-def _setup(data_dir: Path | None) -> None:
-    from service.launcher import THREAD_ENV
-
-    if data_dir is not None:
-        os.environ["FEWSHOT_DATA_DIR"] = str(data_dir)
-    for key, value in THREAD_ENV.items():  # before torch is imported in this process
-        os.environ.setdefault(key, value)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -59,9 +46,9 @@ def serve(
     access_log: AccessLogOption = True,
 ) -> None:
     """The API, a train worker and an adapt worker, and an embedded Redis unless REDIS_URL is set."""
-    _setup(data_dir)
+    setup_process(data_dir)
 
-    from service.launcher import Supervisor
+    from cli.launcher import Supervisor
     from store.settings import Settings
 
     settings = Settings()
@@ -97,7 +84,7 @@ def api(
     access_log: AccessLogOption = True,
 ) -> None:
     """The API alone (production: workers and Redis run elsewhere; REDIS_URL required)."""
-    _setup(data_dir)
+    setup_process(data_dir)
 
     from service.main import create_app
     from store.settings import get_settings
@@ -118,7 +105,7 @@ def worker(
     data_dir: DataDirOption = None,
 ) -> None:
     """A Celery worker alone (REDIS_URL required). Give GPU workers `--queues train --device cuda:N`."""
-    _setup(data_dir)
+    setup_process(data_dir)
     if device is not None:
         if device.startswith("cuda:"):
             # Bind before any CUDA use: the pool process sees one GPU, as cuda:0.
@@ -169,7 +156,7 @@ cli.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def db_upgrade(data_dir: DataDirOption = None) -> None:
     """Bring the database (DATABASE_URL, or the SQLite file) to the latest schema."""
-    _setup(data_dir)
+    setup_process(data_dir)
     from store.db import init_db
     from store.settings import Settings
 
@@ -182,7 +169,7 @@ def db_upgrade(data_dir: DataDirOption = None) -> None:
 @db_app.command("revision")
 def db_revision(message: Annotated[str, typer.Option("-m", "--message", help="what the migration changes")]) -> None:
     """Write a new migration from the difference between store/db.py and an up-to-date database."""
-    _setup(None)
+    setup_process(None)
     import tempfile
 
     from sqlalchemy import create_engine

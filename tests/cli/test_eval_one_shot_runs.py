@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import cli
 from models.omniglot import load_omniglot, split_characters
 from models.one_shot_runs import build_runs, read_runs
 from models.recipe import resolve
-from service.cli import cli
 from store.db import Job, init_db, session_scope
 from store.settings import Settings
 from workers.pipelines import train_job

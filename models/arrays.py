@@ -24,6 +24,7 @@ from torch import Tensor
 
 from models.episodes import Episode, ImageFormat, OutputKind, ProblemSpec, Split
 from models.images import DEFAULT_MAX_PIXELS, ImageTooLarge, image_to_array, open_image
+from models.splits import SplitNames, split_at_random
 
 MIN_CLASSES = 6  # two-way tasks on disjoint train, val and test classes
 MIN_PER_CLASS = 2  # one support and one query example
@@ -212,24 +213,31 @@ def check_counts(data: ArrayData) -> None:
             raise DatasetError(f"every task needs at least {MIN_PER_CLASS} examples (support and query)")
 
 
-def split_groups(n_groups: int, n_way: int, seed: int) -> dict[Split, list[int]]:
-    """Disjoint train/val/test groups (classes, or regression tasks with n_way=1)."""
-    n_held = max(n_way, round(SPLIT_FRACTION * n_groups))
-    if n_groups - 2 * n_held < n_way:
-        raise DatasetError(
-            f"the dataset has {n_groups} classes; {n_way}-way tasks on disjoint train, val and test classes need "
-            f"at least {3 * n_way}: lower n_way"
-        )
-    order = np.random.default_rng(seed).permutation(n_groups).tolist()
-    return {"test": sorted(order[:n_held]), "val": sorted(order[n_held : 2 * n_held]), "train": sorted(order[2 * n_held :])}
+def task_names(n_tasks: int) -> list[str]:
+    """Names of an npz's tasks: `task_<i>` for the i-th task id in sorted order."""
+    return [f"task_{t}" for t in range(n_tasks)]
 
 
-def check_episodes(output: str, counts: list[int], n_way: int, k_shot: int, k_query: int, seed: int) -> None:
-    """Whether episodes of this shape can be drawn; raises DatasetError saying what to change."""
-    split_groups(len(counts), n_way if output == "classification" else 1, seed)
+def split_groups(
+    n_groups: int, n_way: int, seed: int, val_fraction: float = SPLIT_FRACTION, test_fraction: float = SPLIT_FRACTION,
+    unit: str = "classes",
+) -> dict[Split, list[int]]:
+    """Disjoint train/val/test groups (classes, or regression tasks with n_way=1), drawn from the
+    seed; raises SplitError naming the fraction to change."""
+    return split_at_random(n_groups, val_fraction, test_fraction, seed, min_size=n_way, unit=unit)
+
+
+def check_episodes(
+    output: str, counts: list[int], n_way: int, k_shot: int, k_query: int, seed: int,
+    val_fraction: float = SPLIT_FRACTION, test_fraction: float = SPLIT_FRACTION,
+) -> None:
+    """Whether episodes of this shape can be drawn; raises DatasetError (or SplitError) saying what to change."""
+    classification = output == "classification"
+    split_groups(len(counts), n_way if classification else 1, seed, val_fraction, test_fraction,
+                 "classes" if classification else "tasks")
     need = k_shot + k_query
     if min(counts) < need:
-        kind = "class" if output == "classification" else "task"
+        kind = "class" if classification else "task"
         raise DatasetError(
             f"the smallest {kind} has {min(counts)} examples, fewer than k_shot + k_query = {need}: lower k_shot or k_query"
         )
@@ -244,14 +252,18 @@ class ArrayTasks:
     k_shot: int = 1
     k_query: int = 15
     seed: int = 0
+    val_fraction: float = SPLIT_FRACTION
+    test_fraction: float = SPLIT_FRACTION
 
     def __post_init__(self) -> None:
         counts = self.data.counts()
-        check_episodes(self.data.output, counts, self.n_way, self.k_shot, self.k_query, self.seed)
+        check_episodes(self.data.output, counts, self.n_way, self.k_shot, self.k_query, self.seed,
+                       self.val_fraction, self.test_fraction)
         classification = self.data.output == "classification"
         groups = self.data.y if classification else self.data.task
         assert groups is not None
-        self.splits = split_groups(len(counts), self.n_way if classification else 1, self.seed)
+        self.splits = split_groups(len(counts), self.n_way if classification else 1, self.seed,
+                                   self.val_fraction, self.test_fraction, "classes" if classification else "tasks")
         self._members = [torch.nonzero(groups == g).flatten() for g in range(len(counts))]
 
     @property
@@ -259,7 +271,16 @@ class ArrayTasks:
         return self.data.spec(self.n_way)
 
     def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]:
+        if not self.splits[split]:
+            raise ValueError(f"this dataset's split {split!r} is empty (its fraction is 0)")
         return [self._episode(self.splits[split], generator) for _ in range(n_tasks)]
+
+    def split_names(self) -> SplitNames:
+        """Classification: each split's class names (zip folder names, npz label values);
+        regression: its tasks, `task_<i>` by the i-th task id in sorted order."""
+        if self.data.output == "classification":
+            return SplitNames.of("classes", self.splits, self.data.class_names)
+        return SplitNames.of("tasks", self.splits, task_names(len(self.data.counts())))
 
     def _draw(self, group: int, generator: torch.Generator) -> Tensor:
         pool = self._members[group]

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from models.splits import SplitNames
 
 Split = Literal["train", "val", "test"]
 OutputKind = Literal["classification", "regression"]
@@ -77,3 +80,8 @@ class TaskFamily(Protocol):
     def spec(self) -> ProblemSpec: ...
 
     def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]: ...
+
+    def split_names(self) -> SplitNames | None:
+        """The classes (or dataset tasks) of meta-train, meta-val and meta-test, by name; None for a
+        family that draws new tasks for every split (sinusoid, mtl-synthetic) rather than split classes."""
+        ...

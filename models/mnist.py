@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from models.episodes import Episode, ImageFormat, ProblemSpec, Split, SupervisedBatch
+from models.splits import SplitNames, split_in_order
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,13 @@ IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 SETS = ("train", "t10k")
 # Default class splits for meta-training on MNIST itself: digits never shared between splits.
 DEFAULT_SPLITS: dict[Split, list[int]] = {"train": [0, 1, 2, 3, 4], "val": [], "test": [5, 6, 7, 8, 9]}
+DEFAULT_FRACTIONS = (0.0, 0.5)  # (val_fraction, test_fraction) that give DEFAULT_SPLITS
+
+
+def split_digits(val_fraction: float, test_fraction: float, n_way: int) -> dict[Split, list[int]]:
+    """Digits in order: the lowest meta-train, then meta-val, the highest meta-test (no seed:
+    the defaults give 0-4 and 5-9). Raises SplitError naming the fraction to change."""
+    return split_in_order(10, val_fraction, test_fraction, min_size=n_way, unit="digits")
 
 
 def _open(path: Path) -> bytes:
@@ -128,6 +136,9 @@ class MnistTasks:
         if not digits:
             raise ValueError(f"this MNIST task family has no digits in split {split!r}")
         return [self._episode(digits, generator) for _ in range(n_tasks)]
+
+    def split_names(self) -> SplitNames:
+        return SplitNames.of("classes", self.splits, [str(d) for d in range(10)])
 
     def _episode(self, digits: list[int], generator: torch.Generator) -> Episode:
         picked = torch.randperm(len(digits), generator=generator)[: self.n_way].tolist()

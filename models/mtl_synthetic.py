@@ -82,6 +82,11 @@ class MtlSyntheticTasks:
     def task_labels(self, task: int) -> None:
         return None
 
+    def split_names(self) -> None:
+        """None: meta-train is the fixed training tasks (task_names), meta-val and meta-test draw
+        new task weights every time; there are no classes to split."""
+        return None
+
     def points(self, w: Tensor, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         x = torch.randn(n, self.input_dim, generator=generator)  # [n, d]
         return x, task_targets(w, x, NOISE_STD * torch.randn(n, generator=generator))

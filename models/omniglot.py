@@ -22,6 +22,7 @@ from PIL import Image
 
 from models.episodes import Episode, ImageFormat, ProblemSpec, Split, SupervisedBatch
 from models.images import image_to_array
+from models.splits import SplitError, SplitNames, split_at_random
 
 log = logging.getLogger(__name__)
 
@@ -117,35 +118,49 @@ def split_characters(
     by: Literal["character", "alphabet"] = "character",
     seed: int = 0,
     fractions: tuple[float, float] = (0.1, 0.25),
+    min_size: int = 1,
 ) -> dict[Split, list[int]]:
-    """Disjoint meta-train / meta-val / meta-test character indices (val and test fractions).
+    """Disjoint meta-train / meta-val / meta-test character indices, drawn from the seed.
 
-    By alphabet, whole alphabets go to one split, so test characters come from scripts the
-    model never saw.
+    `fractions` are (val_fraction, test_fraction) of the characters; a fraction of 0 leaves its
+    split empty, and every non-empty split gets at least `min_size` characters (SplitError when
+    meta-train would be left fewer). By alphabet, whole alphabets go to one split, so test
+    characters come from scripts the model never saw: a held-out split takes alphabets until it
+    holds its share, but meta-train always keeps at least one alphabet.
     """
-    rng = np.random.default_rng(seed)
+    val_fraction, test_fraction = fractions
     n = len(data.characters)
     if by == "character":
-        order = rng.permutation(n).tolist()
-        n_val, n_test = round(fractions[0] * n), round(fractions[1] * n)
-        return {
-            "test": sorted(order[:n_test]),
-            "val": sorted(order[n_test : n_test + n_val]),
-            "train": sorted(order[n_test + n_val :]),
-        }
+        return split_at_random(n, val_fraction, test_fraction, seed, min_size, unit="characters")
     alphabets = sorted(set(data.alphabets))
-    if len(alphabets) < 3:
-        raise ValueError(f"splitting by alphabet needs at least 3 alphabets, found {len(alphabets)}")
-    order = [alphabets[i] for i in rng.permutation(len(alphabets))]
+    held = [(split, frac) for split, frac in (("test", test_fraction), ("val", val_fraction)) if frac > 0]
+    if len(alphabets) < 1 + len(held):
+        raise SplitError(
+            f"splitting by alphabet needs at least {1 + len(held)} alphabets, found {len(alphabets)}: "
+            "set split_by to 'character'", "split_by",
+        )
+    order = [alphabets[i] for i in np.random.default_rng(seed).permutation(len(alphabets))]
     groups: dict[Split, list[str]] = {"test": [], "val": [], "train": []}
-    for split, frac in (("test", fractions[1]), ("val", fractions[0])):
-        target = frac * n
-        while order and (not groups[split] or _count(data, groups[split]) < target):
+    for split, frac in held:  # whole alphabets until the split holds its share (and one task's worth)
+        target = max(frac * n, min_size)
+        while len(order) > 1 and (not groups[split] or _count(data, groups[split]) < target):
             groups[split].append(order.pop(0))
-            if len(order) <= 1:
-                break
     groups["train"] = order
-    return {s: [i for i, a in enumerate(data.alphabets) if a in names] for s, names in groups.items()}
+    splits = {s: [i for i, a in enumerate(data.alphabets) if a in names] for s, names in groups.items()}
+    for split, frac in held:
+        if len(splits[split]) < min_size:
+            key = f"{split}_fraction"
+            raise SplitError(
+                f"{key} {frac:g} by alphabet gives meta-{split} {len(splits[split])} characters, fewer than the "
+                f"{min_size} its n_way-class tasks need: raise {key} or lower n_way", key,
+            )
+    if len(splits["train"]) < min_size:
+        key = "val_fraction" if val_fraction > test_fraction else "test_fraction"
+        raise SplitError(
+            f"val_fraction {val_fraction:g} and test_fraction {test_fraction:g} by alphabet leave meta-training "
+            f"{len(splits['train'])} characters, fewer than {min_size}: lower n_way, val_fraction or test_fraction", key,
+        )
+    return splits
 
 
 def _count(data: OmniglotImages, alphabets: list[str]) -> int:
@@ -174,7 +189,7 @@ class OmniglotTasks:
                 f"{DRAWINGS_PER_CHARACTER} drawings of each Omniglot character"
             )
         for split, chars in self.splits.items():
-            if len(chars) * (4 if self.rotations else 1) < self.n_way:
+            if chars and len(chars) * (4 if self.rotations else 1) < self.n_way:
                 raise ValueError(f"split {split!r} has too few characters for {self.n_way}-way tasks")
 
     @property
@@ -183,7 +198,14 @@ class OmniglotTasks:
         return ProblemSpec((1, size, size), "classification", n_way=self.n_way, image=OMNIGLOT_FORMAT)
 
     def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]:
+        if not self.splits.get(split):
+            raise ValueError(f"this Omniglot task family has no characters in split {split!r} (its fraction is 0)")
         return [self._episode(split, generator) for _ in range(n_tasks)]
+
+    def split_names(self) -> SplitNames:
+        """Each split's characters as "<Alphabet>/<characterNN>" (with rotations, each also rotated
+        by 90, 180 and 270 degrees is a class of the same split)."""
+        return SplitNames.of("classes", self.splits, self.data.characters)
 
     def supervised_batch(self, size: int, generator: torch.Generator) -> SupervisedBatch:
         """`size` random drawings of the train split labelled by global class id (character,

@@ -7,17 +7,18 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from models.arrays import ArrayTasks, load_array_file
-from models.episodes import TaskFamily
+from models.arrays import SPLIT_FRACTION, ArrayTasks, load_array_file
+from models.episodes import Split, TaskFamily
 from models.learners.registry import LEARNERS
-from models.mnist import MnistTasks, load_mnist
+from models.mnist import DEFAULT_FRACTIONS, MnistTasks, load_mnist, split_digits
 from models.mtl_synthetic import MtlSyntheticTasks
 from models.multitask.mnist_groups import MnistDigitGroups
 from models.multitask.uploaded import UploadedTasks
 from models.omniglot import OmniglotTasks, load_omniglot, split_characters
 from models.sinusoid import SinusoidTasks
+from models.splits import SplitError
 from models.training import DIVERGENCE_FACTOR
 
 DATASETS = ("sinusoid", "omniglot", "mnist", "mtl-synthetic")
@@ -25,6 +26,7 @@ MULTI_TASK_DATASETS = ("mtl-synthetic", "mnist")  # datasets with named training
 UPLOADED_PREFIX = "ds_"  # datasets uploaded through the API, named by id
 MAX_STEPS = 1_000_000
 FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -54,6 +56,11 @@ class TrainingConfig:
     # The job fails with "diverged at step N" when its training loss is non-finite or above this
     # many times its starting level (the mean of its first 10 steps); 0 checks non-finite only.
     divergence_factor: float = DIVERGENCE_FACTOR
+    # Shares of the dataset's classes (or an npz's tasks) held out as meta-val and meta-test; the
+    # default depends on the dataset (SPLIT_DEFAULTS); None for datasets without classes to split.
+    # test_fraction 0: no meta-test split, and the final metrics come from meta-val.
+    val_fraction: float | None = None
+    test_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= MAX_STEPS:
@@ -78,6 +85,39 @@ class TrainingConfig:
             raise ConfigError("divergence_factor must be a finite number >= 0 (0: fail on non-finite losses only)", "divergence_factor")
         if not 1 <= self.examples_per_task or self.examples_per_task * self.num_tasks * self.input_dim > 100_000_000:
             raise ConfigError("examples_per_task must be positive, with examples_per_task * num_tasks * input_dim <= 1e8", "examples_per_task")
+        self._check_fractions()
+
+    def _check_fractions(self) -> None:
+        for key in SPLIT_KEYS:
+            value = getattr(self, key)
+            if value is not None and not 0 <= value < 1:
+                raise ConfigError(f"{key} must be at least 0 and below 1, got {value}", key)
+        if self.val_fraction is None or self.test_fraction is None:
+            return
+        if self.val_fraction + self.test_fraction >= 1:
+            key = "val_fraction" if self.val_fraction > self.test_fraction else "test_fraction"
+            raise ConfigError(
+                f"val_fraction + test_fraction must be below 1 (got {self.val_fraction} + {self.test_fraction}): "
+                "meta-training takes the rest of the classes", key,
+            )
+        if self.val_fraction == 0 and self.test_fraction == 0:
+            raise ConfigError(
+                "val_fraction and test_fraction are both 0: hold out some classes to measure the model on "
+                "(with test_fraction 0 the final metrics come from meta-val, so val_fraction must be above 0)",
+                "val_fraction",
+            )
+
+    @property
+    def evaluated_on(self) -> Split:
+        """The split of the final metrics: meta-test, or meta-val when test_fraction is 0."""
+        return "val" if self.test_fraction == 0 else "test"
+
+
+SPLIT_KEYS = ("val_fraction", "test_fraction")
+# (val_fraction, test_fraction) of each dataset whose classes (or tasks) are split; uploaded
+# datasets (ds_...) take UPLOADED_FRACTIONS. Others draw new tasks for every split.
+SPLIT_DEFAULTS: dict[str, tuple[float, float]] = {"omniglot": (0.1, 0.25), "mnist": DEFAULT_FRACTIONS}
+UPLOADED_FRACTIONS = (SPLIT_FRACTION, SPLIT_FRACTION)
 
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -127,12 +167,33 @@ def resolve(algorithm: str, dataset: str, config: dict[str, Any]) -> Recipe:
             f"{algorithm} trains on named tasks: choose dataset {', '.join(MULTI_TASK_DATASETS)} or an npz with a task array",
             "dataset",
         )
-    merged = {**DATASET_DEFAULTS.get(dataset, {}), **config}
+    config = {k: v for k, v in config.items() if not (k in SPLIT_KEYS and v is None)}  # null: the dataset's default
+    merged = {**DATASET_DEFAULTS.get(dataset, {}), **_split_defaults(algorithm, dataset, config), **config}
     if dataset == "mtl-synthetic":  # one minibatch of every task per step unless asked otherwise
         merged.setdefault("meta_batch_size", merged.get("num_tasks", 2))
     training = _build(TrainingConfig, {k: v for k, v in merged.items() if k in train_keys})
     learner = _build(learner_cls, {k: v for k, v in merged.items() if k in learner_keys})
+    if dataset == "mnist" and training.val_fraction is not None and training.test_fraction is not None:
+        try:  # ten digits: whether the fractions leave every split enough is known now
+            split_digits(training.val_fraction, training.test_fraction, training.n_way)
+        except SplitError as exc:
+            raise ConfigError(str(exc), exc.param) from None
     return Recipe(algorithm, dataset, training, learner)
+
+
+def _split_defaults(algorithm: str, dataset: str, config: dict[str, Any]) -> dict[str, float]:
+    """The dataset's default val_fraction and test_fraction; none for a dataset without classes to
+    split, where setting either (to anything but null) is an error that says so."""
+    fixed_digit_groups = dataset == "mnist" and getattr(LEARNERS[algorithm], "trains_on_fixed_tasks", False)
+    fractions = UPLOADED_FRACTIONS if dataset.startswith(UPLOADED_PREFIX) else SPLIT_DEFAULTS.get(dataset)
+    if fractions is None or fixed_digit_groups:
+        given = next((key for key in SPLIT_KEYS if key in config), None)
+        if given is not None:
+            why = ("trains on fixed digit groups and adapts to other sets of digits" if fixed_digit_groups
+                   else "draws new tasks for every split")
+            raise ConfigError(f"{algorithm} on {dataset} {why}: there are no classes to split, so {given} does not apply", given)
+        return {}
+    return dict(zip(SPLIT_KEYS, fractions, strict=True))
 
 
 def _build(cls: type, values: dict[str, Any]) -> Any:
@@ -184,7 +245,8 @@ def build_tasks(recipe: Recipe, sources: DataSources) -> TaskFamily:
         return SinusoidTasks(k_support=cfg.k_shot, k_query=cfg.k_query)
     if recipe.dataset == "omniglot":
         data = _omniglot(sources.omniglot_dir, sources.cache_dir)
-        splits = split_characters(data, by=cfg.split_by, seed=cfg.seed)
+        min_chars = -(-cfg.n_way // 4) if cfg.rotations else cfg.n_way  # each character gives 4 classes when rotated
+        splits = _split(lambda: split_characters(data, cfg.split_by, cfg.seed, _fractions(cfg), min_chars))
         return OmniglotTasks(data, splits, cfg.n_way, cfg.k_shot, cfg.k_query, cfg.rotations)
     if recipe.dataset == "mtl-synthetic":
         return MtlSyntheticTasks(cfg.num_tasks, cfg.relatedness, cfg.input_dim, cfg.examples_per_task, cfg.k_shot, cfg.k_query, cfg.seed)
@@ -194,15 +256,29 @@ def build_tasks(recipe: Recipe, sources: DataSources) -> TaskFamily:
         images, labels = _mnist(sources.mnist_dir)
         if getattr(LEARNERS[recipe.algorithm], "trains_on_fixed_tasks", False):  # digit groups as named tasks
             return MnistDigitGroups(images, labels, cfg.n_way, cfg.k_shot, cfg.k_query, cfg.seed)
-        return MnistTasks(images, labels, cfg.n_way, cfg.k_shot, cfg.k_query)  # digits 0-4 train, 5-9 test
+        digits = _split(lambda: split_digits(*_fractions(cfg), cfg.n_way))  # default: 0-4 train, 5-9 test
+        return MnistTasks(images, labels, cfg.n_way, cfg.k_shot, cfg.k_query, digits)
     if recipe.dataset.startswith(UPLOADED_PREFIX):
         if sources.dataset_file is None:
             raise ConfigError(f"uploaded dataset {recipe.dataset!r} cannot be read here", "dataset")
         data = load_array_file(str(sources.dataset_file(recipe.dataset)))
         if getattr(LEARNERS[recipe.algorithm], "trains_on_fixed_tasks", False):  # its `task` array names the tasks
-            return UploadedTasks(data, cfg.k_shot, cfg.k_query, cfg.seed)
-        return ArrayTasks(data, cfg.n_way, cfg.k_shot, cfg.k_query, cfg.seed)
+            return _split(lambda: UploadedTasks(data, cfg.k_shot, cfg.k_query, cfg.seed, *_fractions(cfg)))
+        return _split(lambda: ArrayTasks(data, cfg.n_way, cfg.k_shot, cfg.k_query, cfg.seed, *_fractions(cfg)))
     raise ConfigError(f"unknown dataset {recipe.dataset!r}", "dataset")
+
+
+def _fractions(cfg: TrainingConfig) -> tuple[float, float]:
+    assert cfg.val_fraction is not None and cfg.test_fraction is not None  # resolve() filled them for this dataset
+    return cfg.val_fraction, cfg.test_fraction
+
+
+def _split(build: Callable[[], T]) -> T:
+    """build(), with a SplitError turned into the ConfigError that names its key."""
+    try:
+        return build()
+    except SplitError as exc:
+        raise ConfigError(str(exc), exc.param) from None
 
 
 @functools.lru_cache(maxsize=2)

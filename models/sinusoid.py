@@ -31,6 +31,10 @@ class SinusoidTasks:
     def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]:
         return [self._episode(generator) for _ in range(n_tasks)]
 
+    def split_names(self) -> None:
+        """None: every split draws fresh waves; there are no classes to split."""
+        return None
+
     def supervised_batch(self, size: int, generator: torch.Generator) -> SupervisedBatch:
         """`size` points, each of its own random wave: the pretraining data of the MAML paper's
         baseline (one network regressing all tasks at once)."""

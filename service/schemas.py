@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.learners.registry import LEARNERS
 from models.recipe import DATASETS, UPLOADED_PREFIX
+from models.splits import MAX_LISTED_NAMES
 from service.inputs import MAX_ITEMS
 
 # Object ids (job_..., ds_..., tsk_...) and built-in dataset names: path ids and `after` cursors.
@@ -81,6 +82,21 @@ class JobsPublic(BaseModel):
     has_more: bool
 
 
+class SplitPublic(BaseModel):
+    count: int = Field(description="how many classes (or dataset tasks) the split holds")
+    names: list[str] = Field(
+        description=f"their names in the dataset's order (Omniglot `Alphabet/characterNN`, a zip's folder names, an npz's "
+                    f"label values, MNIST digits, `task_<i>`); the first {MAX_LISTED_NAMES} when count is larger"
+    )
+
+
+class ModelSplitsPublic(BaseModel):
+    kind: Literal["classes", "tasks"] = Field(description="what was split: the dataset's classes, or its tasks")
+    train: SplitPublic = Field(description="meta-train: what the model was trained on")
+    val: SplitPublic = Field(description="meta-val: held out from training (empty when val_fraction is 0)")
+    test: SplitPublic = Field(description="meta-test: held out, the final metrics' tasks (empty when test_fraction is 0)")
+
+
 class ModelPublic(BaseModel):
     object: Literal["model"] = "model"
     id: str
@@ -96,6 +112,12 @@ class ModelPublic(BaseModel):
     metrics: dict[str, Any]
     training_tasks: dict[str, str] = Field(
         default_factory=dict, description="a multi-task model's training tasks, name -> task id: ready for predictions"
+    )
+    splits: ModelSplitsPublic | None = Field(
+        default=None,
+        description="which classes (or dataset tasks) went to meta-train, meta-val and meta-test; null for datasets "
+                    "that draw new tasks for every split (sinusoid, mtl-synthetic, MNIST digit groups) and for "
+                    "models trained before splits were recorded",
     )
     created_at: datetime
 
@@ -189,7 +211,7 @@ class JobEventPublic(BaseModel):
     object: Literal["job.event"] = "job.event"
     id: int = Field(description="increasing within a job; pass the last one seen as `after`")
     job_id: str
-    type: Literal["status", "progress", "checkpoint"]
+    type: Literal["status", "progress", "checkpoint", "warning"]
     data: dict[str, Any]
     created_at: datetime
 

@@ -150,6 +150,9 @@ class Model(Base):
     learner_config: Mapped[dict[str, Any]] = mapped_column(JSON)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # meta-test evaluation
     artifact: Mapped[str] = mapped_column(String(255))  # key of theta in the artifact store
+    # The classes (or dataset tasks) of meta-train, meta-val and meta-test (models.splits.SplitNames);
+    # None for datasets without classes to split, and for models made before splits were recorded.
+    splits: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -178,7 +181,7 @@ class JobEvent(Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
-    type: Mapped[str] = mapped_column(String(16))  # status, progress, checkpoint
+    type: Mapped[str] = mapped_column(String(16))  # status, progress, checkpoint, warning
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

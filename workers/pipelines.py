@@ -16,7 +16,7 @@ from sqlalchemy import CursorResult, select, update
 
 from models.checkpoint import capture, restore
 from models.device import resolve_device
-from models.episodes import ProblemSpec
+from models.episodes import ProblemSpec, TaskFamily
 from models.learners import AdaptOptions, Learner, build_learner, load_learner
 from models.multitask.evaluation import training_task_metrics
 from models.multitask.families import MultiTaskFamily, with_task_names
@@ -123,6 +123,9 @@ def _run_training(lease: Lease, settings: Settings) -> str | None:
         )
         tasks = build_tasks(recipe, sources)
         cfg = recipe.training
+        if cfg.evaluated_on == "val" and resume_key is None:
+            _warn(url, job_id, "test_fraction is 0: no classes are held out for meta-test, so the model's final metrics "
+                  "come from its meta-val classes (metrics.evaluated_on is \"val\")", param="config.test_fraction")
         torch.manual_seed(cfg.seed)  # the initial theta is part of the seeded run
         learner = build_learner(algorithm, tasks.spec, with_task_names(recipe.learner, tasks))
         learner.to(resolve_device(settings.device))  # before restore: optimizer state follows the params
@@ -153,7 +156,7 @@ def _run_training(lease: Lease, settings: Settings) -> str | None:
                 Model(
                     id=model_id, tenant_id=tenant, job_id=job_id, algorithm=algorithm, dataset=dataset,
                     spec=tasks.spec.to_json(), learner_config=asdict(learner.config),
-                    metrics=metrics, artifact=key,
+                    metrics=metrics, artifact=key, splits=_splits_json(tasks),
                 )
             )
             session.flush()  # the model row before its tasks' rows
@@ -180,11 +183,27 @@ def _run_training(lease: Lease, settings: Settings) -> str | None:
         return None
 
 
+def _warn(url: str, job_id: str, message: str, **data: Any) -> None:
+    """Log a warning about the job and record it in the job's events."""
+    log.warning("job %s: %s", job_id, message)
+    with session_scope(url) as session:
+        record_event(session, job_id, "warning", message=message, **data)
+
+
+def _splits_json(tasks: TaskFamily) -> dict[str, Any] | None:
+    """Which classes (or dataset tasks) went to meta-train, meta-val and meta-test, by name."""
+    names = tasks.split_names()
+    return None if names is None else names.to_json()
+
+
 def _evaluate(learner: Learner, tasks: Any, recipe: Recipe) -> dict[str, Any]:
+    """Final metrics on meta-test tasks (meta-val ones when test_fraction is 0), saying which."""
     cfg = recipe.training
-    metrics: dict[str, Any] = dict(evaluate(learner, tasks, cfg.eval_episodes, cfg.seed).to_json())
+    split = cfg.evaluated_on
+    metrics: dict[str, Any] = dict(evaluate(learner, tasks, cfg.eval_episodes, cfg.seed, split).to_json())
+    metrics["evaluated_on"] = split
     if learner.spec.output == "regression" and hasattr(learner.config, "inner_steps"):
-        unadapted = evaluate(learner, tasks, cfg.eval_episodes, cfg.seed, options=AdaptOptions(inner_steps=0))
+        unadapted = evaluate(learner, tasks, cfg.eval_episodes, cfg.seed, split, options=AdaptOptions(inner_steps=0))
         metrics["mse_unadapted"] = unadapted.mean
     metrics.update(training_task_metrics(learner, tasks, examples=1000, seed=cfg.seed))
     return metrics

@@ -8,20 +8,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from models.arrays import ArrayData, split_groups
+from models.arrays import SPLIT_FRACTION, ArrayData, split_groups, task_names
 from models.episodes import Episode, ProblemSpec, Split
 from models.multitask.families import TaskEpisode, task_order
+from models.splits import SplitNames
 
 HELD_OUT_FRACTION = 0.2
 
 
 class UploadedTasks:
-    def __init__(self, data: ArrayData, k_support: int, k_query: int, seed: int = 0) -> None:
+    def __init__(self, data: ArrayData, k_support: int, k_query: int, seed: int = 0,
+                 val_fraction: float = SPLIT_FRACTION, test_fraction: float = SPLIT_FRACTION) -> None:
         if data.task is None:
             raise ValueError("the multitask learner needs an uploaded npz with a `task` array saying which task each example is of")
         self.data, self.k_support, self.k_query = data, k_support, k_query
         n_tasks = int(data.task.max()) + 1
-        self.splits = split_groups(n_tasks, 1, seed)
+        self.splits = split_groups(n_tasks, 1, seed, val_fraction, test_fraction, unit="tasks")
         gen = torch.Generator().manual_seed(seed)
         self.members: list[Tensor] = []  # example indices of each task, shuffled
         self.classes: list[list[int]] = []  # classification: the dataset's class ids in each task
@@ -41,6 +43,10 @@ class UploadedTasks:
     @property
     def task_names(self) -> list[str]:
         return [f"task_{t}" for t in self.splits["train"]]
+
+    def split_names(self) -> SplitNames:
+        """The dataset's tasks in each split, `task_<i>` as in task_names."""
+        return SplitNames.of("tasks", self.splits, task_names(len(self.members)))
 
     def task_labels(self, task: int) -> list[str] | None:
         if self.data.output != "classification":
@@ -77,8 +83,10 @@ class UploadedTasks:
                 episodes.append(TaskEpisode(x[:k], y[:k], x[k:], y[k:], task=task))
             return episodes
         out: list[Episode] = []
+        groups = self.splits[split]
+        if not groups:
+            raise ValueError(f"this dataset's split {split!r} has no tasks (its fraction is 0)")
         for _ in range(n_tasks):
-            groups = self.splits[split]
             task_id = groups[int(torch.randint(len(groups), (), generator=generator))]
             idx = self.members[task_id]
             idx = idx[torch.randperm(len(idx), generator=generator)[: k + self.k_query]]

@@ -34,7 +34,7 @@ SSE_EVENT_SCHEMA = {
         {
             "type": "object", "required": ["event", "data", "id"],
             "properties": {
-                "event": {"enum": ["status", "progress", "checkpoint"], "description": "the event's type"},
+                "event": {"enum": ["status", "progress", "checkpoint", "warning"], "description": "the event's type"},
                 "id": {"type": "string", "pattern": "^[0-9]+$", "description": "the event's id (resume with Last-Event-ID)"},
                 "data": {"type": "string", "contentMediaType": "application/json",
                          "contentSchema": {"$ref": "#/components/schemas/JobEventPublic"}},

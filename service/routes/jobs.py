@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from models.arrays import DatasetError, check_episodes
 from models.recipe import UPLOADED_PREFIX, ConfigError, Recipe, resolve
+from models.splits import SplitError
 from service.deps import IdempotencyDep, QueueDep, SessionDep, TenantDep
 from service.errors import Conflict, InvalidInput, NotFound, Unavailable
 from service.routes.common import BODY_ERRORS, SEND_RETRY, Cursor, ObjectId, errors
@@ -49,8 +50,12 @@ def _check_uploaded_dataset(session: Session, tenant: str, recipe: Recipe) -> No
     if dataset is None or dataset.tenant_id != tenant:
         raise NotFound("dataset", recipe.dataset, param="dataset")
     cfg = recipe.training
+    assert cfg.val_fraction is not None and cfg.test_fraction is not None  # resolve() gives uploads their defaults
     try:
-        check_episodes(dataset.output, dataset.spec["counts"], cfg.n_way, cfg.k_shot, cfg.k_query, cfg.seed)
+        check_episodes(dataset.output, dataset.spec["counts"], cfg.n_way, cfg.k_shot, cfg.k_query, cfg.seed,
+                       cfg.val_fraction, cfg.test_fraction)
+    except SplitError as exc:
+        raise InvalidInput(str(exc), param=exc.param, code="invalid_config") from None
     except DatasetError as exc:
         raise InvalidInput(str(exc), param="config", code="invalid_config") from None
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from service.deps import ArtifactsDep, PredictorDep, SessionDep, TenantDep
 from service.errors import NotFound
 from service.routes.common import Cursor, ObjectId, errors
-from service.schemas import ModelPublic, ModelsPublic
+from service.schemas import ModelPublic, ModelSplitsPublic, ModelsPublic
 from store.artifacts import model_prefix, task_prefix
 from store.db import Model, Task
 
@@ -36,7 +36,9 @@ def model_public(model: Model, tasks: dict[str, str] | None = None) -> ModelPubl
         ways=spec["n_way"] if classification else None,
         output_dim=None if classification else spec["output_dim"],
         accepts_images=spec.get("image") is not None,
-        config=model.learner_config, metrics=model.metrics, training_tasks=tasks or {}, created_at=model.created_at,
+        config=model.learner_config, metrics=model.metrics, training_tasks=tasks or {},
+        splits=ModelSplitsPublic.model_validate(model.splits) if model.splits is not None else None,
+        created_at=model.created_at,
     )
 
 

@@ -34,9 +34,12 @@ from .model_public_config import ModelPublicConfig
 from .model_public_metrics import ModelPublicMetrics
 from .model_public_output import ModelPublicOutput
 from .model_public_training_tasks import ModelPublicTrainingTasks
+from .model_splits_public import ModelSplitsPublic
+from .model_splits_public_kind import ModelSplitsPublicKind
 from .models_public import ModelsPublic
 from .prediction_create import PredictionCreate
 from .predictions_public import PredictionsPublic
+from .split_public import SplitPublic
 from .support_set import SupportSet
 from .task_create import TaskCreate
 from .task_public import TaskPublic
@@ -79,9 +82,12 @@ __all__ = (
     "ModelPublicMetrics",
     "ModelPublicOutput",
     "ModelPublicTrainingTasks",
+    "ModelSplitsPublic",
+    "ModelSplitsPublicKind",
     "ModelsPublic",
     "PredictionCreate",
     "PredictionsPublic",
+    "SplitPublic",
     "SupportSet",
     "TaskCreate",
     "TaskPublic",

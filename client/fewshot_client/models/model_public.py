@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..models.model_public_config import ModelPublicConfig
     from ..models.model_public_metrics import ModelPublicMetrics
     from ..models.model_public_training_tasks import ModelPublicTrainingTasks
+    from ..models.model_splits_public import ModelSplitsPublic
 
 
 T = TypeVar("T", bound="ModelPublic")
@@ -36,6 +37,9 @@ class ModelPublic:
         output_dim (int | None):
         ways (int | None):
         object_ (Literal['model'] | Unset):  Default: 'model'.
+        splits (ModelSplitsPublic | None | Unset): which classes (or dataset tasks) went to meta-train, meta-val and
+            meta-test; null for datasets that draw new tasks for every split (sinusoid, mtl-synthetic, MNIST digit groups)
+            and for models trained before splits were recorded
         training_tasks (ModelPublicTrainingTasks | Unset): a multi-task model's training tasks, name -> task id: ready
             for predictions
     """
@@ -53,10 +57,13 @@ class ModelPublic:
     output_dim: int | None
     ways: int | None
     object_: Literal["model"] | Unset = "model"
+    splits: ModelSplitsPublic | None | Unset = UNSET
     training_tasks: ModelPublicTrainingTasks | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.model_splits_public import ModelSplitsPublic  # noqa: PLC0415
+
         accepts_images = self.accepts_images
 
         algorithm = self.algorithm
@@ -85,6 +92,14 @@ class ModelPublic:
 
         object_ = self.object_
 
+        splits: dict[str, Any] | None | Unset
+        if isinstance(self.splits, Unset):
+            splits = UNSET
+        elif isinstance(self.splits, ModelSplitsPublic):
+            splits = self.splits.to_dict()
+        else:
+            splits = self.splits
+
         training_tasks: dict[str, Any] | Unset = UNSET
         if not isinstance(self.training_tasks, Unset):
             training_tasks = self.training_tasks.to_dict()
@@ -109,6 +124,8 @@ class ModelPublic:
         )
         if object_ is not UNSET:
             field_dict["object"] = object_
+        if splits is not UNSET:
+            field_dict["splits"] = splits
         if training_tasks is not UNSET:
             field_dict["training_tasks"] = training_tasks
 
@@ -119,6 +136,7 @@ class ModelPublic:
         from ..models.model_public_config import ModelPublicConfig  # noqa: PLC0415
         from ..models.model_public_metrics import ModelPublicMetrics  # noqa: PLC0415
         from ..models.model_public_training_tasks import ModelPublicTrainingTasks  # noqa: PLC0415
+        from ..models.model_splits_public import ModelSplitsPublic  # noqa: PLC0415
 
         d = dict(src_dict)
         accepts_images = d.pop("accepts_images")
@@ -159,6 +177,23 @@ class ModelPublic:
         if object_ != "model" and not isinstance(object_, Unset):
             raise ValueError(f"object must match const 'model', got '{object_}'")
 
+        def _parse_splits(data: object) -> ModelSplitsPublic | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                splits_type_0 = ModelSplitsPublic.from_dict(data)
+
+                return splits_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(ModelSplitsPublic | None | Unset, data)
+
+        splits = _parse_splits(d.pop("splits", UNSET))
+
         _training_tasks = d.pop("training_tasks", UNSET)
         training_tasks: ModelPublicTrainingTasks | Unset
         if isinstance(_training_tasks, Unset):
@@ -180,6 +215,7 @@ class ModelPublic:
             output_dim=output_dim,
             ways=ways,
             object_=object_,
+            splits=splits,
             training_tasks=training_tasks,
         )
 

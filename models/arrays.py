@@ -22,9 +22,9 @@ from PIL import Image
 from safetensors import safe_open
 from torch import Tensor
 
-from models.episodes import Episode, ImageFormat, OutputKind, ProblemSpec, Split
+from models.episodes import Episode, ImageFormat, OutputKind, ProblemSpec, Split, SplitNames
 from models.images import DEFAULT_MAX_PIXELS, ImageTooLarge, image_to_array, open_image
-from models.splits import SplitNames, split_at_random
+from models.splits import split_at_random
 
 MIN_CLASSES = 6  # two-way tasks on disjoint train, val and test classes
 MIN_PER_CLASS = 2  # one support and one query example

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.episodes import Episode, ImageFormat, ProblemSpec, Split, SupervisedBatch
-from models.splits import SplitNames, split_in_order
+from models.episodes import Episode, ImageFormat, ProblemSpec, Split, SplitNames, SupervisedBatch
+from models.splits import split_in_order
 
 log = logging.getLogger(__name__)
 

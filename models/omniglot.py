@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from models.episodes import Episode, ImageFormat, ProblemSpec, Split, SupervisedBatch
+from models.episodes import Episode, ImageFormat, ProblemSpec, Split, SplitNames, SupervisedBatch
 from models.images import image_to_array
-from models.splits import SplitError, SplitNames, split_at_random
+from models.splits import SplitError, split_at_random
 
 log = logging.getLogger(__name__)
 

@@ -8,16 +8,9 @@ split empty (with test_fraction 0 the final metrics come from meta-val).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
-
 import numpy as np
 
 from models.episodes import Split
-
-SPLITS: tuple[Split, ...] = ("train", "val", "test")
-MAX_LISTED_NAMES = 2000  # names kept per split in a model's record (all of Omniglot's 1623 characters)
 
 
 class SplitError(ValueError):
@@ -69,21 +62,3 @@ def split_in_order(
         "val": list(range(n_train, n_train + n_val)),
         "test": list(range(n_train + n_val, n)),
     }
-
-
-@dataclass(frozen=True)
-class SplitNames:
-    """What each split holds, by name: the classes (or the dataset's tasks) of meta-train,
-    meta-val and meta-test, so that a user can adapt on classes a model never saw."""
-
-    kind: Literal["classes", "tasks"]
-    names: dict[Split, list[str]]
-
-    @classmethod
-    def of(cls, kind: Literal["classes", "tasks"], splits: dict[Split, list[int]], names: Sequence[str]) -> SplitNames:
-        """Names of the groups in each split; a group without a name is called by its index."""
-        return cls(kind, {s: [names[i] if i < len(names) else str(i) for i in splits.get(s, [])] for s in SPLITS})
-
-    def to_json(self, limit: int = MAX_LISTED_NAMES) -> dict[str, Any]:
-        """{"kind", and per split {"count", "names"}}: the first `limit` names, in the dataset's order."""
-        return {"kind": self.kind, **{s: {"count": len(self.names[s]), "names": self.names[s][:limit]} for s in SPLITS}}

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.episodes import MAX_LISTED_NAMES
 from models.learners.registry import LEARNERS
 from models.recipe import DATASETS, UPLOADED_PREFIX
-from models.splits import MAX_LISTED_NAMES
 from service.inputs import MAX_ITEMS
 
 # Object ids (job_..., ds_..., tsk_...) and built-in dataset names: path ids and `after` cursors.

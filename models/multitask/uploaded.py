@@ -9,9 +9,8 @@ import torch
 from torch import Tensor
 
 from models.arrays import SPLIT_FRACTION, ArrayData, split_groups, task_names
-from models.episodes import Episode, ProblemSpec, Split
+from models.episodes import Episode, ProblemSpec, Split, SplitNames
 from models.multitask.families import TaskEpisode, task_order
-from models.splits import SplitNames
 
 HELD_OUT_FRACTION = 0.2
 

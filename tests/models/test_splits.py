@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from models.arrays import ArrayTasks, read_npz
+from models.episodes import SPLITS
 from models.mnist import split_digits
 from models.omniglot import load_omniglot, split_characters
 from models.recipe import ConfigError, DataSources, build_tasks, resolve
-from models.splits import SPLITS, SplitError
+from models.splits import SplitError
 from tests.e2e.api_support import blobs_npz
 
 N_CHARACTERS = 242  # the shared small Omniglot set (tests/models/test_omniglot.py)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from models.episodes import ProblemSpec
-from models.splits import MAX_LISTED_NAMES, SplitNames
+from models.episodes import MAX_LISTED_NAMES, ProblemSpec, SplitNames
 from service.main import create_app
 from store.db import Job, Model, init_db, session_scope
 from store.settings import Settings

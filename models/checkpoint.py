@@ -31,7 +31,7 @@ class TrainingCheckpoint:
 
 def capture(learner: Learner, generator: torch.Generator, step: int) -> TrainingCheckpoint:
     tensors: Params = {THETA + k: v for k, v in learner.state().items()}
-    optim_tensors, optim_meta = _optimizer_state(learner.optimizer)  # type: ignore[attr-defined]
+    optim_tensors, optim_meta = _optimizer_state(learner.optimizer)
     tensors.update({OPTIM + k: v for k, v in optim_tensors.items()})
     tensors[SAMPLER_RNG] = generator.get_state()
     tensors[TORCH_RNG] = torch.get_rng_state()
@@ -45,7 +45,7 @@ def restore(learner: Learner, tensors: Params, metadata: dict[str, str]) -> tupl
         raise ValueError(f"checkpoint of {metadata.get('algorithm')!r} cannot resume a {learner.algorithm!r} run")
     learner.load_state({k[len(THETA):]: v for k, v in tensors.items() if k.startswith(THETA)})
     optim = {k[len(OPTIM):]: v for k, v in tensors.items() if k.startswith(OPTIM)}
-    _load_optimizer_state(learner.optimizer, optim, json.loads(metadata["optimizer"]))  # type: ignore[attr-defined]
+    _load_optimizer_state(learner.optimizer, optim, json.loads(metadata["optimizer"]))
     generator = torch.Generator()
     generator.set_state(tensors[SAMPLER_RNG])
     torch.set_rng_state(tensors[TORCH_RNG])

@@ -162,7 +162,7 @@ def resolve(algorithm: str, dataset: str, config: dict[str, Any]) -> Recipe:
             f"config.{unknown[0]}",
         )
     named = dataset in MULTI_TASK_DATASETS or dataset.startswith(UPLOADED_PREFIX)  # uploads: an npz with `task`
-    if getattr(LEARNERS[algorithm], "trains_on_fixed_tasks", False) and not named:
+    if LEARNERS[algorithm].trains_on_fixed_tasks and not named:
         raise ConfigError(
             f"{algorithm} trains on named tasks: choose dataset {', '.join(MULTI_TASK_DATASETS)} or an npz with a task array",
             "dataset",
@@ -184,7 +184,7 @@ def resolve(algorithm: str, dataset: str, config: dict[str, Any]) -> Recipe:
 def _split_defaults(algorithm: str, dataset: str, config: dict[str, Any]) -> dict[str, float]:
     """The dataset's default val_fraction and test_fraction; none for a dataset without classes to
     split, where setting either (to anything but null) is an error that says so."""
-    fixed_digit_groups = dataset == "mnist" and getattr(LEARNERS[algorithm], "trains_on_fixed_tasks", False)
+    fixed_digit_groups = dataset == "mnist" and LEARNERS[algorithm].trains_on_fixed_tasks
     fractions = UPLOADED_FRACTIONS if dataset.startswith(UPLOADED_PREFIX) else SPLIT_DEFAULTS.get(dataset)
     if fractions is None or fixed_digit_groups:
         given = next((key for key in SPLIT_KEYS if key in config), None)
@@ -254,7 +254,7 @@ def build_tasks(recipe: Recipe, sources: DataSources) -> TaskFamily:
         if sources.mnist_dir is None:
             raise ConfigError("dataset 'mnist' needs its IDX files: set FEWSHOT_MNIST_DIR", "dataset")
         images, labels = _mnist(sources.mnist_dir)
-        if getattr(LEARNERS[recipe.algorithm], "trains_on_fixed_tasks", False):  # digit groups as named tasks
+        if LEARNERS[recipe.algorithm].trains_on_fixed_tasks:  # digit groups as named tasks
             return MnistDigitGroups(images, labels, cfg.n_way, cfg.k_shot, cfg.k_query, cfg.seed)
         digits = _split(lambda: split_digits(*_fractions(cfg), cfg.n_way))  # default: 0-4 train, 5-9 test
         return MnistTasks(images, labels, cfg.n_way, cfg.k_shot, cfg.k_query, digits)
@@ -262,7 +262,7 @@ def build_tasks(recipe: Recipe, sources: DataSources) -> TaskFamily:
         if sources.dataset_file is None:
             raise ConfigError(f"uploaded dataset {recipe.dataset!r} cannot be read here", "dataset")
         data = load_array_file(str(sources.dataset_file(recipe.dataset)))
-        if getattr(LEARNERS[recipe.algorithm], "trains_on_fixed_tasks", False):  # its `task` array names the tasks
+        if LEARNERS[recipe.algorithm].trains_on_fixed_tasks:  # its `task` array names the tasks
             return _split(lambda: UploadedTasks(data, cfg.k_shot, cfg.k_query, cfg.seed, *_fractions(cfg)))
         return _split(lambda: ArrayTasks(data, cfg.n_way, cfg.k_shot, cfg.k_query, cfg.seed, *_fractions(cfg)))
     raise ConfigError(f"unknown dataset {recipe.dataset!r}", "dataset")

@@ -202,7 +202,7 @@ def _evaluate(learner: Learner, tasks: Any, recipe: Recipe) -> dict[str, Any]:
     split = cfg.evaluated_on
     metrics: dict[str, Any] = dict(evaluate(learner, tasks, cfg.eval_episodes, cfg.seed, split).to_json())
     metrics["evaluated_on"] = split
-    if learner.spec.output == "regression" and hasattr(learner.config, "inner_steps"):
+    if learner.spec.output == "regression" and learner.zero_steps_is_unadapted:
         unadapted = evaluate(learner, tasks, cfg.eval_episodes, cfg.seed, split, options=AdaptOptions(inner_steps=0))
         metrics["mse_unadapted"] = unadapted.mean
     metrics.update(training_task_metrics(learner, tasks, examples=1000, seed=cfg.seed))
@@ -211,11 +211,10 @@ def _evaluate(learner: Learner, tasks: Any, recipe: Recipe) -> dict[str, Any]:
 
 def _training_tasks(model_id: str, tenant: str, learner: Learner, tasks: Any, store: ArtifactStore) -> list[Task]:
     """A ready task per training task of a multi-task model (phi saved), named as in the dataset."""
-    states = getattr(learner, "training_task_states", None)
-    if states is None or not isinstance(tasks, MultiTaskFamily):
+    if not isinstance(tasks, MultiTaskFamily):
         return []
     rows = []
-    for index, (name, phi) in enumerate(states().items()):
+    for index, (name, phi) in enumerate(learner.training_task_states().items()):
         task_id = new_id("tsk")
         store.save(state_key(task_id), phi)
         rows.append(Task(

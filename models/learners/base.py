@@ -10,9 +10,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from models.episodes import Episode, ProblemSpec, TaskFamily
+from models.episodes import Episode, ProblemSpec, SupervisedBatch, TaskFamily
 
 Params = dict[str, Tensor]
+# What one outer update trains on: a meta-batch of episodes, or (the fine-tuning baseline's
+# pretraining) a supervised batch with global labels. training_batch() returns it; a
+# learner's meta_train_step() takes what its own training_batch() returns.
+TrainingBatch = list[Episode] | SupervisedBatch
+# The most gradient steps one adaptation may take, for every learner (configs' inner_steps and
+# adapt_steps, and AdaptOptions.inner_steps, which the API's task options bound the same way).
+MAX_ADAPT_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -24,10 +31,24 @@ class AdaptOptions:
 
 
 class Learner(ABC):
-    """theta lives in the learner; phi (a task's adapted state) is a dict of plain tensors."""
+    """theta lives in the learner; phi (a task's adapted state) is a dict of plain tensors.
+
+    Everything callers (workers, checkpoints, evaluation) use is declared here; they never
+    probe a learner with hasattr/getattr.
+    """
 
     algorithm: ClassVar[str]
     config_class: ClassVar[type]
+    # Needs a dataset of named training tasks (a MultiTaskFamily), and serves each of them as
+    # a ready task (training_task_states). The multi-task learner.
+    trains_on_fixed_tasks: ClassVar[bool] = False
+    # adapt() takes gradient steps from theta, so AdaptOptions(inner_steps=0) is theta
+    # unadapted: evaluation then also reports the unadapted score (regression: mse_unadapted).
+    # The MAML family and the fine-tuning baseline.
+    zero_steps_is_unadapted: ClassVar[bool] = False
+    # The outer loop's optimizer over theta; every learner's __init__ sets it. Checkpoints
+    # save and restore its state.
+    optimizer: torch.optim.Optimizer
 
     def __init__(self, spec: ProblemSpec, config: Any) -> None:
         self.spec = spec
@@ -71,10 +92,15 @@ class Learner(ABC):
                 value.to(device)
         return self
 
-    def training_batch(self, tasks: TaskFamily, size: int, generator: torch.Generator) -> Any:
+    def training_batch(self, tasks: TaskFamily, size: int, generator: torch.Generator) -> TrainingBatch:
         """What one outer update trains on: `size` episodes of the train split, unless the
         learner trains on something else (the fine-tuning baseline: a supervised batch)."""
         return tasks.sample("train", size, generator)
+
+    def training_task_states(self) -> dict[str, Params]:
+        """phi of every named training task, ready for predict(); empty unless the learner
+        trains on fixed tasks (trains_on_fixed_tasks)."""
+        return {}
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         if self.spec.output == "classification":

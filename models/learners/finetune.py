@@ -11,7 +11,7 @@ the head starts from the pretrained one, and `scope` "all" fine-tunes every weig
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -19,9 +19,8 @@ from torch.func import functional_call
 
 from models.episodes import ProblemSpec, SupervisedBatch, TaskFamily
 from models.learners.anil import HEAD_KEYS, EmbeddingView, head_forward
-from models.learners.base import AdaptOptions, Learner, Params
+from models.learners.base import MAX_ADAPT_STEPS, AdaptOptions, Learner, Params
 from models.learners.inner import inner_loop
-from models.learners.maml import MAX_ADAPT_STEPS
 from models.nets import build_backbone
 
 
@@ -55,6 +54,7 @@ class FinetuneConfig:
 class Finetune(Learner):
     algorithm = "finetune"
     config_class = FinetuneConfig
+    zero_steps_is_unadapted = True  # regression: the pretrained head; classification: a zero head
 
     def __init__(self, spec: ProblemSpec, config: FinetuneConfig) -> None:
         super().__init__(spec, config)
@@ -77,7 +77,7 @@ class Finetune(Learner):
         self.net.head = nn.Linear(self.net.embedding_dim, n_classes).to(device)  # type: ignore[arg-type]
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.meta_lr)
 
-    def training_batch(self, tasks: TaskFamily, size: int, generator: torch.Generator) -> Any:
+    def training_batch(self, tasks: TaskFamily, size: int, generator: torch.Generator) -> SupervisedBatch:
         supervised = getattr(tasks, "supervised_batch", None)
         if supervised is None:
             raise ValueError(f"finetune pretrains on global classes; {type(tasks).__name__} has no supervised_batch")

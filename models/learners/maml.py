@@ -20,12 +20,11 @@ from torch import Tensor
 from torch.func import functional_call
 
 from models.episodes import Episode, ProblemSpec
-from models.learners.base import AdaptOptions, Learner, Params
+from models.learners.base import MAX_ADAPT_STEPS, AdaptOptions, Learner, Params
 from models.learners.inner import inner_loop
 from models.nets import build_backbone, support_statistics
 from models.vectorized import stack_episodes, vmap_query_outputs
 
-MAX_ADAPT_STEPS = 100
 InnerLR = float | Params
 
 
@@ -62,6 +61,7 @@ class MAMLConfig:
 class MAML(Learner):
     algorithm = "maml"
     config_class = MAMLConfig
+    zero_steps_is_unadapted = True
 
     def __init__(self, spec: ProblemSpec, config: MAMLConfig) -> None:
         super().__init__(spec, config)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from models.episodes import Episode, ProblemSpec
-from models.learners.base import AdaptOptions, Learner, Params
+from models.learners.base import MAX_ADAPT_STEPS, AdaptOptions, Learner, Params
 from models.multitask.networks import (
     ARCHITECTURES,
     Architecture,
@@ -29,7 +29,6 @@ from models.multitask.networks import (
 )
 from models.multitask.weighting import LossWeighting, TargetScaler, Weighting, support_stats
 
-MAX_ADAPT_STEPS = 1000
 TARGET_MEAN, TARGET_STD, NUM_CLASSES = "target.mean", "target.std", "num_classes"  # phi entries beside the network's
 ADAPT_SEED = 0  # a new task's phi starts from the same draw every time
 
@@ -115,7 +114,7 @@ class TaskClasses(nn.Module):
 class MultiTaskLearner(Learner):
     algorithm = "multitask"
     config_class = MultiTaskConfig
-    trains_on_fixed_tasks: ClassVar[bool] = True  # needs a dataset of named training tasks
+    trains_on_fixed_tasks = True  # needs a dataset of named training tasks
 
     def __init__(self, spec: ProblemSpec, config: MultiTaskConfig) -> None:
         super().__init__(spec, config)

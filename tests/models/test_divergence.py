@@ -84,6 +84,6 @@ def test_divergence_factor_is_a_finite_non_negative_number(value):
 
 def test_every_algorithm_takes_the_key():
     for algorithm, learner in LEARNERS.items():
-        dataset = "mtl-synthetic" if getattr(learner, "trains_on_fixed_tasks", False) else "omniglot"
+        dataset = "mtl-synthetic" if learner.trains_on_fixed_tasks else "omniglot"
         assert resolve(algorithm, dataset, {"divergence_factor": 0}).training.divergence_factor == 0
         assert resolve(algorithm, dataset, {}).training.divergence_factor == DIVERGENCE_FACTOR

@@ -14,7 +14,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import BigInteger, literal, select
 from sqlalchemy.orm import Session
 
-from service.deps import SessionDep, SettingsDep, TenantDep
+from service.deps import SessionDep, TenantDep
 from service.routes.common import Cursor, ObjectId, errors
 from service.routes.jobs import FINISHED, get_job_or_404
 from service.schemas import CheckpointPublic, CheckpointsPublic, JobEventPublic, JobEventsPublic
@@ -78,7 +78,6 @@ def list_job_events(
     request: Request,
     session: SessionDep,
     tenant: TenantDep,
-    settings: SettingsDep,
     after: Annotated[int, Query(ge=0, le=EVENT_ID_MAX, description="the last event id seen")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     stream: Annotated[bool, Query(description="a Server-Sent Events stream instead of a JSON page")] = False,
@@ -88,7 +87,8 @@ def list_job_events(
     if stream or "text/event-stream" in request.headers.get("accept", ""):
         start = last_event_id if last_event_id is not None else after
         return StreamingResponse(
-            _stream(settings.sqlalchemy_url, job_id, start), media_type="text/event-stream",
+            # the API's own database URL: the request path's connect and statement timeouts
+            _stream(request.app.state.db_url, job_id, start), media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     rows = _events(session, job_id, after, limit + 1)

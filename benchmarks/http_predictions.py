@@ -40,15 +40,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reporting import DATASETS, RESULTS, ROOT, write_results
+from reporting import DATASETS, RESULTS, ROOT, cpu_seconds, percentile, write_results
 
 BIN = Path(sys.executable).parent
 TRAIN_CONFIG = {"steps": 2, "meta_batch_size": 2, "k_query": 1, "channels": 64, "eval_episodes": 2, "inner_lr": 0.4}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def summary(latencies: list[float], errors: int, seconds: float) -> dict[str, float]:
@@ -65,18 +60,6 @@ def api_cpu(seconds: float, elapsed: float, requests: int) -> dict[str, float]:
     """The API's CPU per wall second and per request: the per-request figure moves less than
     latency when other processes share the cores."""
     return {"api_cpu_per_s": round(seconds / elapsed, 2), "api_cpu_ms_per_request": round(1000 * seconds / max(requests, 1), 2)}
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User plus system CPU seconds of these processes so far (from /proc)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 class Server:

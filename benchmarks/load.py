@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from reporting import write_results
+from reporting import cpu_seconds, percentile, write_results
 
 BIN = Path(sys.executable).parent
 SERVED_MODEL = {"steps": 50, "meta_batch_size": 4, "eval_episodes": 5, "checkpoint_every": 0, "seed": 0}
@@ -151,18 +151,6 @@ def memory_kb(pids: list[int]) -> dict[str, int]:
             if key in total:
                 total[key] += int(value.split()[0])
     return {"rss_kb": total["VmRSS"], "peak_rss_kb": total["VmHWM"]}
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User plus system CPU seconds of these processes so far (from /proc)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 # --- set-up: a model and its hot tasks -------------------------------------------------------
@@ -333,11 +321,6 @@ async def run_load(server: Server, model_id: str, task_ids: list[str], plan: Pla
 
 
 # --- figures ---------------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def summary(samples: list[tuple[str, float, float, int, bool]], seconds: float) -> dict[str, Any]:

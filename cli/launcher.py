@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workers.lifecycle import die_with_parent
+
 log = logging.getLogger(__name__)
 
 # Per-process thread settings: on a 2-core machine torch at 2 threads beside another busy
@@ -29,17 +31,6 @@ THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_WAIT_POLICY":
 # Set in a worker's environment: the pid of the `fewshot serve` that started it, watched by the
 # worker (workers/app.py), which stops when its parent is no longer that process.
 SUPERVISOR_PID_ENV = "FEWSHOT_SUPERVISOR_PID"
-
-
-def _die_with_parent(parent: int, death_signal: int) -> None:
-    """In the child before exec: Linux sends it `death_signal` when `fewshot serve` dies, however it dies."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, death_signal)
-        if os.getppid() != parent:  # the parent died before the signal was armed
-            os.kill(os.getpid(), death_signal)
 
 
 def redis_password(folder: Path) -> str:
@@ -91,7 +82,8 @@ class Child:
         out = self.log_path.open("ab")
         self.process = subprocess.Popen(
             self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=functools.partial(_die_with_parent, os.getpid(), self.death_signal),
+            # in the child before exec: Linux signals it when `fewshot serve` dies, however it dies
+            preexec_fn=functools.partial(die_with_parent, self.death_signal, os.getpid()),
         )
         out.close()
         log.info("started %s (pid %d), log in %s", self.name, self.process.pid, self.log_path)

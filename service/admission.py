@@ -9,10 +9,11 @@ is 429 `too_many_adaptations`, over the process's bound 503 `overloaded`, both w
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
-from service.errors import TooManyRequests, Unavailable
+from service.errors import ApiError, TooManyRequests, Unavailable
 
 RETRY_AFTER_S = 1  # a slot frees as soon as one adaptation is answered: tens of milliseconds
 
@@ -31,46 +32,44 @@ class Admission:
     def __init__(self, per_process: int, per_tenant: int) -> None:
         self.per_process = per_process
         self.per_tenant = per_tenant
-        self.in_flight = 0
-        self.by_tenant: dict[str, int] = {}
+        self._held: Counter[str | None] = Counter()  # slots held: None for the process, else by tenant
         self._lock = threading.Lock()
 
-    @contextmanager
-    def process_slot(self) -> Iterator[None]:
+    @property
+    def in_flight(self) -> int:
+        return self._held[None]
+
+    @property
+    def by_tenant(self) -> dict[str, int]:
+        return {k: n for k, n in self._held.items() if k is not None and n}
+
+    def process_slot(self) -> AbstractContextManager[None]:
         """One of the process's slots, held inside the block; 503 `overloaded` when none is free."""
-        with self._lock:
-            if self.per_process and self.in_flight >= self.per_process:
-                raise Overloaded(
-                    f"this API process has {self.in_flight} adaptations in flight, its limit "
-                    f"(FEWSHOT_MAX_INFLIGHT_ADAPTATIONS={self.per_process}); retry in {RETRY_AFTER_S} s",
-                    retry_after=RETRY_AFTER_S,
-                )
-            self.in_flight += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.in_flight -= 1
+        return self._slot(None, self.per_process, lambda held: Overloaded(
+            f"this API process has {held} adaptations in flight, its limit "
+            f"(FEWSHOT_MAX_INFLIGHT_ADAPTATIONS={self.per_process}); retry in {RETRY_AFTER_S} s",
+            retry_after=RETRY_AFTER_S,
+        ))
+
+    def tenant_slot(self, tenant: str) -> AbstractContextManager[None]:
+        """One of the tenant's slots, held inside the block; 429 `too_many_adaptations` when none is free."""
+        return self._slot(tenant, self.per_tenant, lambda held: TooManyAdaptations(
+            f"this tenant has {held} adaptations in flight, its limit "
+            f"(FEWSHOT_MAX_INFLIGHT_ADAPTATIONS_PER_TENANT={self.per_tenant}); retry in {RETRY_AFTER_S} s",
+            retry_after=RETRY_AFTER_S,
+        ))
 
     @contextmanager
-    def tenant_slot(self, tenant: str) -> Iterator[None]:
-        """One of the tenant's slots, held inside the block; 429 `too_many_adaptations` when none is free."""
+    def _slot(self, holder: str | None, bound: int, refusal: Callable[[int], ApiError]) -> Iterator[None]:
         with self._lock:
-            count = self.by_tenant.get(tenant, 0)
-            if self.per_tenant and count >= self.per_tenant:
-                raise TooManyAdaptations(
-                    f"this tenant has {count} adaptations in flight, its limit "
-                    f"(FEWSHOT_MAX_INFLIGHT_ADAPTATIONS_PER_TENANT={self.per_tenant}); "
-                    f"retry in {RETRY_AFTER_S} s",
-                    retry_after=RETRY_AFTER_S,
-                )
-            self.by_tenant[tenant] = count + 1
+            held = self._held[holder]
+            if bound and held >= bound:
+                raise refusal(held)
+            self._held[holder] = held + 1
         try:
             yield
         finally:
             with self._lock:
-                left = self.by_tenant[tenant] - 1
-                if left:
-                    self.by_tenant[tenant] = left
-                else:
-                    del self.by_tenant[tenant]
+                self._held[holder] -= 1
+                if not self._held[holder]:
+                    del self._held[holder]

@@ -25,6 +25,7 @@ class ApiError(Exception):
     status = 400
     type = "invalid_request_error"
     code = "invalid_request"
+    retry_after: int | None = None  # seconds, sent as Retry-After (429s and 503s set it)
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -104,9 +105,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        retry_after = getattr(exc, "retry_after", None)  # TooManyRequests, Unavailable
-        if retry_after is not None:
-            headers = {"Retry-After": str(retry_after)}
+        if exc.retry_after is not None:
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(PoolTimeout)

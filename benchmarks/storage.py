@@ -27,8 +27,7 @@ from typing import Any
 import torch
 from reporting import DATASETS, setup, write_results
 
-from models.learners import build_learner
-from models.multitask.families import with_task_names
+from models.learners import LEARNERS, build_learner
 from models.recipe import DataSources, build_tasks, resolve
 from store.artifacts import ArtifactStore, state_key, theta_key
 
@@ -70,7 +69,7 @@ def measure(name: str, algorithm: str, dataset: str, config: dict[str, Any], arg
     cache = Path(tempfile.gettempdir()) / "fewshot-bench-cache"
     tasks = build_tasks(recipe, DataSources(DATASETS / "omniglot", cache, DATASETS / "mnist"))
     torch.manual_seed(0)
-    learner = build_learner(algorithm, tasks.spec, with_task_names(recipe.learner, tasks))
+    learner = build_learner(algorithm, tasks.spec, LEARNERS[algorithm].config_for(recipe.learner, tasks))
     episode = tasks.sample("test", 1, torch.Generator().manual_seed(0))[0]
     phi = learner.adapt(episode.support_x, episode.support_y)
     store = ArtifactStore(root / name.replace(" ", "-"))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import Field, model_validator
 
 from models.arrays import SPLIT_FRACTION, ArrayTasks, load_array_file
+from models.config import PREFIX, Config, ConfigError, Float
 from models.episodes import Split, TaskFamily
 from models.learners.registry import LEARNERS
 from models.mnist import DEFAULT_FRACTIONS, MnistTasks, load_mnist, split_digits
@@ -25,87 +27,67 @@ DATASETS = ("sinusoid", "omniglot", "mnist", "mtl-synthetic")
 MULTI_TASK_DATASETS = ("mtl-synthetic", "mnist")  # datasets with named training tasks
 UPLOADED_PREFIX = "ds_"  # datasets uploaded through the API, named by id
 MAX_STEPS = 1_000_000
-FLOAT32_MAX = 3.4028234663852886e38  # the largest finite float32
+MAX_SHOTS = 1000  # k_shot and k_query
+MAX_INPUT_DIM = 10_000
+MAX_SYNTHETIC_VALUES = 100_000_000  # mtl-synthetic: examples_per_task * num_tasks * input_dim
 T = TypeVar("T")
+Fraction = Annotated[Float, Field(ge=0, lt=1)]
 
 
-class ConfigError(ValueError):
-    """A job configuration that cannot run; `param` names the offending key."""
+class TrainingConfig(Config):
+    """The settings every learner shares; one line per key, with its constraint."""
 
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
-
-
-@dataclass
-class TrainingConfig:
-    steps: int = 2000  # outer updates
-    meta_batch_size: int = 25  # tasks per outer update
-    n_way: int = 5  # classes per task (classification)
-    k_shot: int = 1  # support examples per class (points per task for regression)
-    k_query: int = 15  # query examples per class (points per task for regression)
+    steps: int = Field(2000, ge=1, le=MAX_STEPS)  # outer updates
+    meta_batch_size: int = Field(25, ge=1, le=1024)  # tasks per outer update
+    n_way: int = Field(5, ge=2, le=100)  # classes per task (classification)
+    k_shot: int = Field(1, ge=1, le=MAX_SHOTS)  # support examples per class (points per task for regression)
+    k_query: int = Field(15, ge=1, le=MAX_SHOTS)  # query examples per class (points per task for regression)
     seed: int = 0
-    eval_episodes: int = 600  # meta-test tasks scored when training ends
+    eval_episodes: int = Field(600, ge=1, le=100_000)  # meta-test tasks scored when training ends
     split_by: Literal["character", "alphabet"] = "character"
     rotations: bool = False  # Omniglot: rotated characters as extra classes
-    checkpoint_every: int = 500  # steps between checkpoints of the learner's state (0: none)
-    num_tasks: int = 2  # mtl-synthetic: training tasks
-    relatedness: float = 0.5  # mtl-synthetic: p, the cosine between task weights
-    input_dim: int = 100  # mtl-synthetic: d
-    examples_per_task: int = 100_000  # mtl-synthetic: fixed training set of each task
+    checkpoint_every: int = Field(500, ge=0, le=MAX_STEPS, description="0: none")  # steps between checkpoints of the learner's state
+    num_tasks: int = Field(2, ge=1)  # mtl-synthetic: training tasks (below input_dim)
+    relatedness: Float = Field(0.5, ge=-1, le=1)  # mtl-synthetic: p, the cosine between task weights
+    input_dim: int = Field(100, ge=2, le=MAX_INPUT_DIM)  # mtl-synthetic: d
+    examples_per_task: int = Field(100_000, ge=1)  # mtl-synthetic: fixed training set of each task
     # The job fails with "diverged at step N" when its training loss is non-finite or above this
     # many times its starting level (the mean of its first 10 steps); 0 checks non-finite only.
-    divergence_factor: float = DIVERGENCE_FACTOR
+    divergence_factor: Float = Field(DIVERGENCE_FACTOR, ge=0, description="0: fail on non-finite losses only")
     # Shares of the dataset's classes (or an npz's tasks) held out as meta-val and meta-test; the
     # default depends on the dataset (SPLIT_DEFAULTS); None for datasets without classes to split.
     # test_fraction 0: no meta-test split, and the final metrics come from meta-val.
-    val_fraction: float | None = None
-    test_fraction: float | None = None
+    val_fraction: Fraction | None = None
+    test_fraction: Fraction | None = None
 
-    def __post_init__(self) -> None:
-        if not 1 <= self.steps <= MAX_STEPS:
-            raise ConfigError(f"steps must be between 1 and {MAX_STEPS}", "steps")
-        if not 1 <= self.meta_batch_size <= 1024:
-            raise ConfigError("meta_batch_size must be between 1 and 1024", "meta_batch_size")
-        if not 2 <= self.n_way <= 100:
-            raise ConfigError("n_way must be between 2 and 100", "n_way")
-        if not 1 <= self.k_shot <= 1000 or not 1 <= self.k_query <= 1000:
-            raise ConfigError("k_shot and k_query must be between 1 and 1000", "k_shot")
-        if not 1 <= self.eval_episodes <= 100_000:
-            raise ConfigError("eval_episodes must be between 1 and 100000", "eval_episodes")
-        if not 0 <= self.checkpoint_every <= MAX_STEPS:
-            raise ConfigError(f"checkpoint_every must be between 0 (none) and {MAX_STEPS}", "checkpoint_every")
-        if self.split_by not in ("character", "alphabet"):
-            raise ConfigError("split_by must be 'character' or 'alphabet'", "split_by")
-        if not 2 <= self.input_dim <= 10_000 or not 1 <= self.num_tasks < self.input_dim:
-            raise ConfigError("input_dim must be between 2 and 10000 and num_tasks between 1 and input_dim - 1", "num_tasks")
-        if not -1 <= self.relatedness <= 1:
-            raise ConfigError("relatedness must be between -1 and 1", "relatedness")
-        if not 0 <= self.divergence_factor < math.inf:
-            raise ConfigError("divergence_factor must be a finite number >= 0 (0: fail on non-finite losses only)", "divergence_factor")
-        if not 1 <= self.examples_per_task or self.examples_per_task * self.num_tasks * self.input_dim > 100_000_000:
-            raise ConfigError("examples_per_task must be positive, with examples_per_task * num_tasks * input_dim <= 1e8", "examples_per_task")
-        self._check_fractions()
+    @model_validator(mode="after")
+    def _check_synthetic(self) -> TrainingConfig:
+        if self.num_tasks >= self.input_dim:
+            raise ConfigError(f"num_tasks must be below input_dim ({self.input_dim}), got {self.num_tasks}", PREFIX + "num_tasks")
+        if self.examples_per_task * self.num_tasks * self.input_dim > MAX_SYNTHETIC_VALUES:
+            raise ConfigError(
+                f"examples_per_task * num_tasks * input_dim must be at most {MAX_SYNTHETIC_VALUES:.0e}: lower examples_per_task",
+                PREFIX + "examples_per_task",
+            )
+        return self
 
-    def _check_fractions(self) -> None:
-        for key in SPLIT_KEYS:
-            value = getattr(self, key)
-            if value is not None and not 0 <= value < 1:
-                raise ConfigError(f"{key} must be at least 0 and below 1, got {value}", key)
+    @model_validator(mode="after")
+    def _check_fractions(self) -> TrainingConfig:
         if self.val_fraction is None or self.test_fraction is None:
-            return
+            return self
         if self.val_fraction + self.test_fraction >= 1:
             key = "val_fraction" if self.val_fraction > self.test_fraction else "test_fraction"
             raise ConfigError(
                 f"val_fraction + test_fraction must be below 1 (got {self.val_fraction} + {self.test_fraction}): "
-                "meta-training takes the rest of the classes", key,
+                "meta-training takes the rest of the classes", PREFIX + key,
             )
         if self.val_fraction == 0 and self.test_fraction == 0:
             raise ConfigError(
                 "val_fraction and test_fraction are both 0: hold out some classes to measure the model on "
                 "(with test_fraction 0 the final metrics come from meta-val, so val_fraction must be above 0)",
-                "val_fraction",
+                PREFIX + "val_fraction",
             )
+        return self
 
     @property
     def evaluated_on(self) -> Split:
@@ -133,14 +115,14 @@ class Recipe:
     algorithm: str
     dataset: str
     training: TrainingConfig
-    learner: Any  # the learner's config dataclass
+    learner: Config  # the learner's config (its config_class)
 
     def to_json(self) -> dict[str, Any]:
         """The full configuration, defaults filled in, as one flat dict."""
-        return {**asdict(self.training), **asdict(self.learner)}
+        return {**self.training.to_json(), **self.learner.to_json()}
 
     def learner_json(self) -> dict[str, Any]:
-        return asdict(self.learner)
+        return self.learner.to_json()
 
 
 def resolve(algorithm: str, dataset: str, config: dict[str, Any]) -> Recipe:
@@ -153,8 +135,8 @@ def resolve(algorithm: str, dataset: str, config: dict[str, Any]) -> Recipe:
             "dataset",
         )
     learner_cls = LEARNERS[algorithm].config_class
-    train_keys = {f.name for f in fields(TrainingConfig)}
-    learner_keys = {f.name for f in fields(learner_cls)}
+    train_keys = TrainingConfig.keys()
+    learner_keys = learner_cls.keys()
     unknown = sorted(set(config) - train_keys - learner_keys)
     if unknown:
         raise ConfigError(
@@ -171,13 +153,13 @@ def resolve(algorithm: str, dataset: str, config: dict[str, Any]) -> Recipe:
     merged = {**DATASET_DEFAULTS.get(dataset, {}), **_split_defaults(algorithm, dataset, config), **config}
     if dataset == "mtl-synthetic":  # one minibatch of every task per step unless asked otherwise
         merged.setdefault("meta_batch_size", merged.get("num_tasks", 2))
-    training = _build(TrainingConfig, {k: v for k, v in merged.items() if k in train_keys})
-    learner = _build(learner_cls, {k: v for k, v in merged.items() if k in learner_keys})
+    training = TrainingConfig(**{k: v for k, v in merged.items() if k in train_keys})
+    learner = learner_cls(**{k: v for k, v in merged.items() if k in learner_keys})
     if dataset == "mnist" and training.val_fraction is not None and training.test_fraction is not None:
         try:  # ten digits: whether the fractions leave every split enough is known now
             split_digits(training.val_fraction, training.test_fraction, training.n_way)
         except SplitError as exc:
-            raise ConfigError(str(exc), exc.param) from None
+            raise ConfigError(str(exc), PREFIX + exc.param) from None
     return Recipe(algorithm, dataset, training, learner)
 
 
@@ -191,42 +173,10 @@ def _split_defaults(algorithm: str, dataset: str, config: dict[str, Any]) -> dic
         if given is not None:
             why = ("trains on fixed digit groups and adapts to other sets of digits" if fixed_digit_groups
                    else "draws new tasks for every split")
-            raise ConfigError(f"{algorithm} on {dataset} {why}: there are no classes to split, so {given} does not apply", given)
+            raise ConfigError(f"{algorithm} on {dataset} {why}: there are no classes to split, so {given} does not apply",
+                              PREFIX + given)
         return {}
     return dict(zip(SPLIT_KEYS, fractions, strict=True))
-
-
-def _build(cls: type, values: dict[str, Any]) -> Any:
-    for f in fields(cls):
-        if f.name in values:
-            _check_type(f.name, values[f.name], f.type)
-    try:
-        return cls(**values)
-    except ConfigError:
-        raise
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-
-
-def _check_type(name: str, value: Any, annotation: Any) -> None:
-    text = str(annotation)
-    ok = True
-    if value is None and text.endswith("| None"):
-        return
-    if text.startswith("int"):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif text.startswith("float"):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok and not abs(value) <= FLOAT32_MAX:  # NaN included: learning rates and the like end up in float32 tensors
-            raise ConfigError(f"config.{name} is {value!r:.30}, outside float32's finite range (|x| <= {FLOAT32_MAX:.8g})", f"config.{name}")
-    elif text == "bool":
-        ok = isinstance(value, bool)
-    elif text.startswith("list[int]"):
-        ok = isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    elif text.startswith("Literal"):
-        ok = isinstance(value, str)
-    if not ok:
-        raise ConfigError(f"config.{name} must be of type {text}, got {value!r}", f"config.{name}")
 
 
 @dataclass(frozen=True)
@@ -278,7 +228,7 @@ def _split(build: Callable[[], T]) -> T:
     try:
         return build()
     except SplitError as exc:
-        raise ConfigError(str(exc), exc.param) from None
+        raise ConfigError(str(exc), PREFIX + exc.param) from None
 
 
 @functools.lru_cache(maxsize=2)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.episodes import MAX_LISTED_NAMES
-from models.learners.base import MAX_ADAPT_STEPS
+from models.learners.base import MAX_ADAPT_STEPS, MAX_INNER_LR
 from models.learners.registry import LEARNERS
 from models.recipe import DATASETS, UPLOADED_PREFIX
 from service.inputs import MAX_ITEMS
@@ -135,7 +135,7 @@ class SupportSet(BaseModel):
 class AdaptationOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inner_steps: int | None = Field(default=None, ge=0, le=MAX_ADAPT_STEPS)
-    inner_lr: float | None = Field(default=None, gt=0, le=10)
+    inner_lr: float | None = Field(default=None, gt=0, le=MAX_INNER_LR)
 
 
 class TaskCreate(BaseModel):

@@ -8,7 +8,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any, cast
 
 import torch
@@ -17,9 +16,9 @@ from sqlalchemy import CursorResult, select, update
 from models.checkpoint import capture, restore
 from models.device import resolve_device
 from models.episodes import ProblemSpec, TaskFamily
-from models.learners import AdaptOptions, Learner, build_learner, load_learner
+from models.learners import LEARNERS, AdaptOptions, Learner, build_learner, load_learner
 from models.multitask.evaluation import training_task_metrics
-from models.multitask.families import MultiTaskFamily, with_task_names
+from models.multitask.families import MultiTaskFamily
 from models.recipe import DataSources, Recipe, build_tasks, resolve
 from models.training import TrainingDiverged, evaluate, meta_train
 from store.artifacts import (
@@ -127,7 +126,7 @@ def _run_training(lease: Lease, settings: Settings) -> str | None:
             _warn(url, job_id, "test_fraction is 0: no classes are held out for meta-test, so the model's final metrics "
                   "come from its meta-val classes (metrics.evaluated_on is \"val\")", param="config.test_fraction")
         torch.manual_seed(cfg.seed)  # the initial theta is part of the seeded run
-        learner = build_learner(algorithm, tasks.spec, with_task_names(recipe.learner, tasks))
+        learner = build_learner(algorithm, tasks.spec, LEARNERS[algorithm].config_for(recipe.learner, tasks))
         learner.to(resolve_device(settings.device))  # before restore: optimizer state follows the params
         generator = torch.Generator().manual_seed(cfg.seed)
         start_step = 0
@@ -155,7 +154,7 @@ def _run_training(lease: Lease, settings: Settings) -> str | None:
             session.add(
                 Model(
                     id=model_id, tenant_id=tenant, job_id=job_id, algorithm=algorithm, dataset=dataset,
-                    spec=tasks.spec.to_json(), learner_config=asdict(learner.config),
+                    spec=tasks.spec.to_json(), learner_config=learner.config.to_json(),
                     metrics=metrics, artifact=key, splits=_splits_json(tasks),
                 )
             )

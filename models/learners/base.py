@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
+from models.config import Config, Float
 from models.episodes import Episode, ProblemSpec, SupervisedBatch, TaskFamily
 
 Params = dict[str, Tensor]
@@ -20,6 +22,20 @@ TrainingBatch = list[Episode] | SupervisedBatch
 # The most gradient steps one adaptation may take, for every learner (configs' inner_steps and
 # adapt_steps, and AdaptOptions.inner_steps, which the API's task options bound the same way).
 MAX_ADAPT_STEPS = 100
+# The other limits learners' configs share, one constant each (the API's task options use
+# MAX_INNER_LR too).
+MAX_WIDTH = 4096  # a layer's width
+MAX_CHANNELS = 512  # Conv4's width
+MAX_META_LR = 1
+MAX_INNER_LR = 10
+
+# Config field types with those limits, for one-line declarations in each learner's config.
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+Widths = Annotated[list[Width], Field(min_length=1)]  # an MLP's hidden layers
+Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
+MetaRate = Annotated[Float, Field(gt=0, le=MAX_META_LR)]
+InnerRate = Annotated[Float, Field(gt=0, le=MAX_INNER_LR)]
+AdaptSteps = Annotated[int, Field(ge=0, le=MAX_ADAPT_STEPS)]
 
 
 @dataclass(frozen=True)
@@ -38,7 +54,8 @@ class Learner(ABC):
     """
 
     algorithm: ClassVar[str]
-    config_class: ClassVar[type]
+    # The learner's settings: a models.config.Config (pydantic) whose fields carry their limits.
+    config_class: ClassVar[type[Config]]
     # Needs a dataset of named training tasks (a MultiTaskFamily), and serves each of them as
     # a ready task (training_task_states). The multi-task learner.
     trains_on_fixed_tasks: ClassVar[bool] = False
@@ -50,7 +67,7 @@ class Learner(ABC):
     # save and restore its state.
     optimizer: torch.optim.Optimizer
 
-    def __init__(self, spec: ProblemSpec, config: Any) -> None:
+    def __init__(self, spec: ProblemSpec, config: Any) -> None:  # config: an instance of config_class
         self.spec = spec
         self.config = config
 
@@ -101,6 +118,13 @@ class Learner(ABC):
         """phi of every named training task, ready for predict(); empty unless the learner
         trains on fixed tasks (trains_on_fixed_tasks)."""
         return {}
+
+    @classmethod
+    def config_for(cls, config: Config, tasks: TaskFamily) -> Config:
+        """The config this learner trains with on `tasks`: `config` itself unless the learner
+        takes something from the dataset (the multi-task learner: its training tasks' names).
+        Raises ValueError when the config contradicts the dataset."""
+        return config
 
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         if self.spec.output == "classification":

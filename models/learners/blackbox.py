@@ -12,54 +12,38 @@ are stored in phi, so queries are normalised by them and never by one another.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
+from models.config import PREFIX, Config, ConfigError, Float
 from models.episodes import Episode, ProblemSpec
 from models.learners.attention import AttentionReader
-from models.learners.base import AdaptOptions, Learner, Params
+from models.learners.base import AdaptOptions, Channels, Learner, MetaRate, Params, Width, Widths
 from models.learners.mann import MANNReader
 from models.nets import MLP, Conv4
 
-ARCHITECTURES = ("mann", "attention")
 
-
-@dataclass
-class BlackBoxConfig:
+class BlackBoxConfig(Config):
     architecture: Literal["mann", "attention"] = "mann"
-    meta_lr: float = 1e-3  # Adam on theta
-    hidden: list[int] = field(default_factory=lambda: [64, 64])  # MLP embedding widths (vector inputs)
-    channels: int = 64  # Conv4 width (image inputs); the embedding has this size
-    width: int = 128  # LSTM hidden size (mann) or token width (attention)
-    layers: int = 1  # LSTM layers (mann) or attention blocks in the encoder and the decoder
-    heads: int = 4  # attention heads (attention)
-    fewer_ways_fraction: float = 0.5  # meta-batches on 2..n_way-1 classes: serves small tasks, and
+    meta_lr: MetaRate = 1e-3  # Adam on theta
+    hidden: Widths = [64, 64]  # MLP embedding widths (vector inputs)
+    channels: Channels = 64  # Conv4 width (image inputs); the embedding has this size
+    width: Width = 128  # LSTM hidden size (mann) or token width (attention)
+    layers: int = Field(1, ge=1, le=16)  # LSTM layers (mann) or attention blocks in the encoder and the decoder
+    heads: int = Field(4, ge=1, le=64)  # attention heads (attention); they divide width
+    fewer_ways_fraction: Float = Field(0.5, ge=0, le=1)  # meta-batches on 2..n_way-1 classes: serves small tasks, and
     # easy tasks get black-box learners off their initial plateau at chance sooner
-    max_grad_norm: float = 5.0
+    max_grad_norm: Float = Field(5.0, gt=0)
 
-    def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {self.architecture!r}")
-        if not 0 < self.meta_lr <= 1:
-            raise ValueError("meta_lr must be in (0, 1]")
-        if not self.hidden or any(h < 1 or h > 4096 for h in self.hidden):
-            raise ValueError("hidden must list layer widths between 1 and 4096")
-        if not 1 <= self.channels <= 512:
-            raise ValueError("channels must be between 1 and 512")
-        if not 1 <= self.width <= 4096:
-            raise ValueError("width must be between 1 and 4096")
-        if not 1 <= self.layers <= 16:
-            raise ValueError("layers must be between 1 and 16")
-        if not 1 <= self.heads <= 64 or (self.architecture == "attention" and self.width % self.heads):
-            raise ValueError("heads must be between 1 and 64 and divide width")
-        if not 0 <= self.fewer_ways_fraction <= 1:
-            raise ValueError("fewer_ways_fraction must be in [0, 1]")
-        if not self.max_grad_norm > 0:
-            raise ValueError("max_grad_norm must be positive")
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> BlackBoxConfig:
+        if self.architecture == "attention" and self.width % self.heads:
+            raise ConfigError(f"heads must divide width ({self.width}), got {self.heads}", PREFIX + "heads")
+        return self
 
 
 class SupportNormConv4(nn.Module):

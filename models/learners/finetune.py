@@ -10,45 +10,39 @@ the head starts from the pretrained one, and `scope` "all" fine-tunes every weig
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from models.config import Config
 from models.episodes import ProblemSpec, SupervisedBatch, TaskFamily
 from models.learners.anil import HEAD_KEYS, EmbeddingView, head_forward
-from models.learners.base import MAX_ADAPT_STEPS, AdaptOptions, Learner, Params
+from models.learners.base import (
+    MAX_ADAPT_STEPS,
+    AdaptOptions,
+    AdaptSteps,
+    Channels,
+    InnerRate,
+    Learner,
+    MetaRate,
+    Params,
+    Widths,
+)
 from models.learners.inner import inner_loop
 from models.nets import build_backbone
 
 
-@dataclass
-class FinetuneConfig:
-    meta_lr: float = 1e-3  # Adam in pretraining
-    batch_size: int = 128  # examples per pretraining step
-    inner_steps: int = 50  # gradient steps fitting a task's head
-    inner_lr: float = 0.1
+class FinetuneConfig(Config):
+    meta_lr: MetaRate = 1e-3  # Adam in pretraining
+    batch_size: int = Field(128, ge=1, le=100_000)  # examples per pretraining step
+    inner_steps: AdaptSteps = 50  # gradient steps fitting a task's head
+    inner_lr: InnerRate = 0.1
     scope: Literal["head", "all"] = "head"
-    hidden: list[int] = field(default_factory=lambda: [40, 40])  # MLP widths (vector inputs)
-    channels: int = 64  # Conv4 width (image inputs)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.meta_lr <= 1:
-            raise ValueError("meta_lr must be in (0, 1]")
-        if not 1 <= self.batch_size <= 100_000:
-            raise ValueError("batch_size must be between 1 and 100000")
-        if not 0 <= self.inner_steps <= MAX_ADAPT_STEPS:
-            raise ValueError(f"inner_steps must be between 0 and {MAX_ADAPT_STEPS}")
-        if not 0 < self.inner_lr <= 10:
-            raise ValueError("inner_lr must be in (0, 10]")
-        if self.scope not in ("head", "all"):
-            raise ValueError("scope must be 'head' or 'all'")
-        if not self.hidden or any(h < 1 or h > 4096 for h in self.hidden):
-            raise ValueError("hidden must list layer widths between 1 and 4096")
-        if not 1 <= self.channels <= 512:
-            raise ValueError("channels must be between 1 and 512")
+    hidden: Widths = [40, 40]  # MLP widths (vector inputs)
+    channels: Channels = 64  # Conv4 width (image inputs)
 
 
 class Finetune(Learner):

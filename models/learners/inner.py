@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -12,6 +13,7 @@ from models.vectorized import in_vmap
 Params = dict[str, Tensor]
 Forward = Callable[[Params, Tensor], Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
+Rule = Literal["sgd", "adam"]
 
 
 def inner_loop(
@@ -25,6 +27,7 @@ def inner_loop(
     *,
     create_graph: bool,
     adapt_keys: Collection[str] | None = None,
+    rule: Rule = "sgd",
 ) -> Params:
     """`steps` gradient steps on loss_fn(forward(params, x), y); returns the adapted params.
 
@@ -33,61 +36,75 @@ def inner_loop(
     gradients are constants (first-order MAML); called with grad mode off (adaptation at
     serving time, under torch.no_grad), the result carries no graph at all. `lr` is a number
     or one tensor per adapted param (Meta-SGD); `adapt_keys` restricts which params move
-    (ANIL adapts the head only).
+    (ANIL adapts the head only; the multi-task learner a new task's part of the network).
+
+    `rule` is the update: plain gradient steps ("sgd", every learner's inner loop), or Adam
+    with torch's defaults ("adam", the multi-task learner fitting a new task's phi: serving
+    only, no graph through the steps, not under vmap).
 
     Eagerly the step gradients come from torch.autograd.grad; under vmap (tasks vectorized by
-    models.vectorized) from torch.func.grad, the one that composes with vmap.
+    models.vectorized) from torch.func.grad, the one that composes with vmap. The loop is the
+    same either way.
     """
     keys = list(adapt_keys) if adapt_keys is not None else list(params)
     if steps == 0:
         return dict(params)
-    if in_vmap():
-        return _inner_loop_func(forward, params, x, y, loss_fn, steps, lr, create_graph, keys)
+    vmapped = in_vmap()
     track = torch.is_grad_enabled()  # meta-training differentiates the result; serving does not
-    # Fresh leaves where nothing upstream is differentiated: the step gradients are taken w.r.t. them.
-    leaves = {k: params[k].detach().requires_grad_() for k in keys if not (track and params[k].requires_grad)}
-    params = {**params, **leaves}
+    if not vmapped:  # fresh leaves where nothing upstream is differentiated: step gradients are taken w.r.t. them
+        leaves = {k: params[k].detach().requires_grad_() for k in keys if not (track and params[k].requires_grad)}
+        params = {**params, **leaves}
+    update = _adam(params, keys, lr, create_graph, vmapped) if rule == "adam" else _sgd(lr)
     for _ in range(steps):
-        with torch.enable_grad():
-            loss = loss_fn(forward(params, x), y)
-            grads = torch.autograd.grad(
-                loss, [params[k] for k in keys], create_graph=create_graph, materialize_grads=True
-            )
-        updated = {}
-        for k, g in zip(keys, grads, strict=True):
-            step_lr = lr[k] if isinstance(lr, dict) else lr
-            updated[k] = params[k] - step_lr * g
-            if not track:
-                updated[k].requires_grad_()
+        grads = _gradients(forward, params, keys, x, y, loss_fn, create_graph, vmapped)
+        updated = update(params, grads)
+        if not (track or vmapped):  # serving: the next step differentiates w.r.t. the new values
+            updated = {k: v.requires_grad_() for k, v in updated.items()}
         params = {**params, **updated}
-    if not track:
+    if not (track or vmapped):
         params = {k: v.detach() for k, v in params.items()}
     return params
 
 
-def _inner_loop_func(
-    forward: Forward,
-    params: Params,
-    x: Tensor,
-    y: Tensor,
-    loss_fn: LossFn,
-    steps: int,
-    lr: float | Params,
-    create_graph: bool,
-    keys: list[str],
+def _gradients(
+    forward: Forward, params: Params, keys: list[str], x: Tensor, y: Tensor, loss_fn: LossFn,
+    create_graph: bool, vmapped: bool,
 ) -> Params:
-    """inner_loop with torch.func.grad, for vmap."""
-
-    def support_loss(fast: Params, frozen: Params) -> Tensor:
-        return loss_fn(forward({**frozen, **fast}, x), y)
-
-    for _ in range(steps):
+    """d loss_fn(forward(params, x), y) / d params[k] for k in keys."""
+    if vmapped:
         fast = {k: params[k] for k in keys}
         frozen = {k: v for k, v in params.items() if k not in fast}
+
+        def support_loss(fast: Params, frozen: Params) -> Tensor:
+            return loss_fn(forward({**frozen, **fast}, x), y)
+
         grads = torch.func.grad(support_loss)(fast, frozen)
-        updated = {}
+        return {k: grads[k] if create_graph else grads[k].detach() for k in keys}
+    with torch.enable_grad():
+        loss = loss_fn(forward(params, x), y)
+        grads = torch.autograd.grad(loss, [params[k] for k in keys], create_graph=create_graph, materialize_grads=True)
+    return dict(zip(keys, grads, strict=True))
+
+
+Update = Callable[[Params, Params], Params]
+
+
+def _sgd(lr: float | Params) -> Update:
+    def update(params: Params, grads: Params) -> Params:
+        return {k: params[k] - (lr[k] if isinstance(lr, dict) else lr) * g for k, g in grads.items()}
+
+    return update
+
+
+def _adam(params: Params, keys: list[str], lr: float | Params, create_graph: bool, vmapped: bool) -> Update:
+    if create_graph or vmapped or isinstance(lr, dict):
+        raise ValueError("the adam inner rule adapts at serving time: one learning rate, no graph, no vmap")
+    optimizer = torch.optim.Adam([params[k] for k in keys], lr=lr)
+
+    def update(params: Params, grads: Params) -> Params:
         for k, g in grads.items():
-            step_lr = lr[k] if isinstance(lr, dict) else lr
-            updated[k] = fast[k] - step_lr * (g if create_graph else g.detach())
-        params = {**params, **updated}
-    return params
+            params[k].grad = g
+        optimizer.step()  # in place, on the leaves it was built with
+        return {k: params[k] for k in grads}
+
+    return update

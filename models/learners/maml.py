@@ -12,15 +12,25 @@ parameters the inner loop moves (the head). The inner loop itself is models.lear
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import Tensor
 from torch.func import functional_call
 
+from models.config import Config
 from models.episodes import Episode, ProblemSpec
-from models.learners.base import MAX_ADAPT_STEPS, AdaptOptions, Learner, Params
+from models.learners.base import (
+    MAX_ADAPT_STEPS,
+    AdaptOptions,
+    AdaptSteps,
+    Channels,
+    InnerRate,
+    Learner,
+    MetaRate,
+    Params,
+    Widths,
+)
 from models.learners.inner import inner_loop
 from models.nets import build_backbone, support_statistics
 from models.vectorized import stack_episodes, vmap_query_outputs
@@ -28,34 +38,17 @@ from models.vectorized import stack_episodes, vmap_query_outputs
 InnerLR = float | Params
 
 
-@dataclass
-class MAMLConfig:
-    inner_steps: int = 1  # gradient steps per task in meta-training
-    inner_lr: float = 0.01
-    meta_lr: float = 1e-3  # Adam on theta
+class MAMLConfig(Config):
+    inner_steps: AdaptSteps = 1  # gradient steps per task in meta-training
+    inner_lr: InnerRate = 0.01
+    meta_lr: MetaRate = 1e-3  # Adam on theta
     first_order: bool = False  # drop the second-order terms of the meta-gradient
-    adapt_steps: int | None = None  # steps when adapting a new task (default: inner_steps)
-    hidden: list[int] = field(default_factory=lambda: [40, 40])  # MLP widths (vector inputs)
-    channels: int = 64  # Conv4 width (image inputs)
+    adapt_steps: AdaptSteps | None = None  # steps when adapting a new task (default: inner_steps)
+    hidden: Widths = [40, 40]  # MLP widths (vector inputs)
+    channels: Channels = 64  # Conv4 width (image inputs)
     # How a meta-batch runs: a Python loop over tasks, or one vmap over them (same gradient).
     # The loop is faster on CPU (benchmarks/meta_batch_modes.py); vmap may win on a GPU.
     meta_batch_mode: Literal["loop", "vmap"] = "loop"
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.inner_steps <= MAX_ADAPT_STEPS:
-            raise ValueError(f"inner_steps must be between 0 and {MAX_ADAPT_STEPS}")
-        if self.adapt_steps is not None and not 0 <= self.adapt_steps <= MAX_ADAPT_STEPS:
-            raise ValueError(f"adapt_steps must be between 0 and {MAX_ADAPT_STEPS}")
-        if not 0 < self.inner_lr <= 10:
-            raise ValueError("inner_lr must be in (0, 10]")
-        if not 0 < self.meta_lr <= 1:
-            raise ValueError("meta_lr must be in (0, 1]")
-        if not self.hidden or any(h < 1 or h > 4096 for h in self.hidden):
-            raise ValueError("hidden must list layer widths between 1 and 4096")
-        if not 1 <= self.channels <= 512:
-            raise ValueError("channels must be between 1 and 512")
-        if self.meta_batch_mode not in ("loop", "vmap"):
-            raise ValueError("meta_batch_mode must be 'loop' or 'vmap'")
 
 
 class MAML(Learner):

@@ -8,7 +8,6 @@ parameter entry (`lr_granularity` "parameter", the paper's) or one per parameter
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -21,14 +20,8 @@ from models.learners.maml import MAML, InnerLR, MAMLConfig
 LR_PREFIX = "inner_lr."
 
 
-@dataclass
 class MetaSGDConfig(MAMLConfig):
     lr_granularity: Literal["parameter", "tensor"] = "parameter"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.lr_granularity not in ("parameter", "tensor"):
-            raise ValueError("lr_granularity must be 'parameter' or 'tensor'")
 
 
 class MetaSGD(MAML):

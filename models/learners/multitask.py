@@ -8,16 +8,28 @@ fits a new phi on its support set with the shared parameters frozen.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
-from models.episodes import Episode, ProblemSpec
-from models.learners.base import MAX_ADAPT_STEPS, AdaptOptions, Learner, Params
+from models.config import PREFIX, Config, ConfigError, Float
+from models.episodes import Episode, ProblemSpec, TaskFamily
+from models.learners.base import (
+    MAX_ADAPT_STEPS,
+    AdaptOptions,
+    AdaptSteps,
+    InnerRate,
+    Learner,
+    MetaRate,
+    Params,
+    Width,
+    Widths,
+)
+from models.learners.inner import inner_loop
+from models.multitask.families import MultiTaskFamily, TaskEpisode
 from models.multitask.networks import (
-    ARCHITECTURES,
     Architecture,
     ConcatNet,
     GatingNet,
@@ -33,55 +45,33 @@ TARGET_MEAN, TARGET_STD, NUM_CLASSES = "target.mean", "target.std", "num_classes
 ADAPT_SEED = 0  # a new task's phi starts from the same draw every time
 
 
-def _widths_ok(widths: list[int], allow_empty: bool) -> bool:
-    return (allow_empty or bool(widths)) and all(1 <= w <= 4096 for w in widths)
-
-
-@dataclass
-class MultiTaskConfig:
+class MultiTaskConfig(Config):
     architecture: Architecture = "multi-head"
-    hidden: list[int] = field(default_factory=lambda: [64])  # shared layers (per task for separate/soft-sharing)
-    tower: list[int] = field(default_factory=list)  # per-task hidden layers above the shared part (multi-head, mmoe)
+    hidden: Widths = [64]  # shared layers (per task for separate/soft-sharing)
+    tower: list[Width] = []  # per-task hidden layers above the shared part (multi-head, mmoe)
     embedding: Literal["learned", "one-hot"] = "learned"  # z_i for concat and gating
-    embedding_dim: int = 8  # learned z_i size (one-hot: the number of tasks)
-    concat_layer: int = 0  # concat: the layer z_i joins (0 = the input, len(hidden) = the output layer)
-    experts: int = 8  # mmoe
-    expert_hidden: list[int] = field(default_factory=lambda: [16])  # mmoe: widths of each expert; the last is its output
-    sharing_penalty: float = 0.01  # soft-sharing: weight of sum_i ||theta_i - mean theta||^2
+    embedding_dim: int = Field(8, ge=1, le=1024)  # learned z_i size (one-hot: the number of tasks)
+    concat_layer: int = Field(0, ge=0)  # concat: the layer z_i joins (0 = the input, len(hidden) = the output layer)
+    experts: int = Field(8, ge=1, le=256)  # mmoe
+    expert_hidden: Widths = [16]  # mmoe: widths of each expert; the last is its output
+    sharing_penalty: Float = Field(0.01, ge=0, le=1e6)  # soft-sharing: weight of sum_i ||theta_i - mean theta||^2
     weighting: Weighting = "fixed"
-    task_weights: list[float] = field(default_factory=list)  # fixed weights w_i, one per task (empty: all 1)
+    task_weights: list[Annotated[Float, Field(ge=0, le=1e6)]] = []  # fixed weights w_i, one per task (empty: all 1)
     scale_targets: bool = True  # regression: train on per-task standardised targets
-    lr: float = 1e-3  # Adam
-    weight_decay: float = 0.0
-    adapt_steps: int = 30  # Adam steps fitting a new task's phi (more overfit small support sets)
-    adapt_lr: float = 0.01
-    task_names: list[str] = field(default_factory=list)  # filled from the dataset's training tasks
+    lr: MetaRate = 1e-3  # Adam
+    weight_decay: Float = Field(0.0, ge=0, le=1)
+    adapt_steps: AdaptSteps = 30  # Adam steps fitting a new task's phi (more overfit small support sets)
+    adapt_lr: InnerRate = 0.01
+    task_names: list[Annotated[str, Field(min_length=1)]] = []  # filled from the dataset's training tasks
 
-    def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}")
-        if not _widths_ok(self.hidden, allow_empty=False) or not _widths_ok(self.tower, allow_empty=True):
-            raise ValueError("hidden (non-empty) and tower must list layer widths between 1 and 4096")
-        if not _widths_ok(self.expert_hidden, allow_empty=False):
-            raise ValueError("expert_hidden must list one or more widths between 1 and 4096")
-        if self.embedding not in ("learned", "one-hot"):
-            raise ValueError("embedding must be 'learned' or 'one-hot'")
-        if self.weighting not in ("fixed", "uncertainty"):
-            raise ValueError("weighting must be 'fixed' or 'uncertainty'")
-        if not 1 <= self.embedding_dim <= 1024 or not 1 <= self.experts <= 256:
-            raise ValueError("embedding_dim must be between 1 and 1024 and experts between 1 and 256")
-        if not 0 <= self.concat_layer <= len(self.hidden):
-            raise ValueError(f"concat_layer must be between 0 and len(hidden) = {len(self.hidden)}")
-        if any(not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w <= 1e6 for w in self.task_weights):
-            raise ValueError("task_weights must be numbers between 0 and 1e6, one per task")
-        if not 0 <= self.sharing_penalty <= 1e6 or not 0 <= self.weight_decay <= 1:
-            raise ValueError("sharing_penalty must be in [0, 1e6] and weight_decay in [0, 1]")
-        if not 0 < self.lr <= 1 or not 0 < self.adapt_lr <= 10:
-            raise ValueError("lr must be in (0, 1] and adapt_lr in (0, 10]")
-        if not 0 <= self.adapt_steps <= MAX_ADAPT_STEPS:
-            raise ValueError(f"adapt_steps must be between 0 and {MAX_ADAPT_STEPS}")
-        if any(not isinstance(n, str) or not n for n in self.task_names) or len(set(self.task_names)) != len(self.task_names):
-            raise ValueError("task_names must be distinct non-empty strings")
+    @model_validator(mode="after")
+    def _check(self) -> MultiTaskConfig:
+        if self.concat_layer > len(self.hidden):
+            raise ConfigError(f"concat_layer must be between 0 and len(hidden) = {len(self.hidden)}, got {self.concat_layer}",
+                              PREFIX + "concat_layer")
+        if len(set(self.task_names)) != len(self.task_names):
+            raise ConfigError("task_names must be distinct", PREFIX + "task_names")
+        return self
 
 
 def build_network(cfg: MultiTaskConfig, num_tasks: int, in_dim: int, out_dim: int) -> TaskConditionedNet:
@@ -135,6 +125,18 @@ class MultiTaskLearner(Learner):
         trainable = [p for p in self.parts.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=config.lr, weight_decay=config.weight_decay)
 
+    @classmethod
+    def config_for(cls, config: Config, tasks: TaskFamily) -> Config:
+        """The config with `task_names` filled from the dataset's training tasks; a ValueError
+        when the config names tasks the dataset does not have."""
+        assert isinstance(config, MultiTaskConfig)
+        if not isinstance(tasks, MultiTaskFamily):
+            raise ValueError("the multitask learner trains on a dataset of named training tasks, such as mtl-synthetic")
+        names = list(tasks.task_names)
+        if config.task_names and list(config.task_names) != names:
+            raise ValueError(f"task_names {config.task_names} do not match the dataset's tasks {names}; leave it out")
+        return MultiTaskConfig(**{**config.to_json(), "task_names": names})
+
     def to(self, device: torch.device | str) -> MultiTaskLearner:
         """Move theta (and the optimizer's parameters with it) to a device; inputs follow."""
         self.parts.to(device)
@@ -177,7 +179,7 @@ class MultiTaskLearner(Learner):
         xs: dict[int, list[Tensor]] = {}
         ys: dict[int, list[Tensor]] = {}
         for ep in episodes:
-            task = getattr(ep, "task", None)
+            task = ep.task if isinstance(ep, TaskEpisode) else None
             if task is None or not 0 <= task < self.num_tasks:
                 raise ValueError("the multitask learner trains on minibatches of its training tasks (TaskEpisode); "
                                  "use a multi-task dataset")
@@ -241,17 +243,10 @@ class MultiTaskLearner(Learner):
         y = (support_y - extra[TARGET_MEAN]) / extra[TARGET_STD] if self.scaling else support_y
         start = self.net.new_task_params(torch.Generator().manual_seed(ADAPT_SEED))
         phi = {k: v.detach().to(self.device, copy=True) for k, v in start.items()}
-        keys = self.net.adapt_keys(phi)
-        for k in keys:
-            phi[k].requires_grad_(True)
-        optimizer = torch.optim.Adam([phi[k] for k in keys], lr=lr)
         self.parts.eval()
-        for _ in range(steps):  # shared parameters frozen: only phi's entries get gradients
-            loss = self.loss(self.net.forward_task(phi, x), y)
-            grads = torch.autograd.grad(loss, [phi[k] for k in keys])
-            for k, g in zip(keys, grads, strict=True):
-                phi[k].grad = g
-            optimizer.step()
+        with torch.no_grad():  # shared parameters frozen: only phi's adapted entries move, by Adam steps
+            phi = inner_loop(self.net.forward_task, phi, x, y, self.loss, steps, lr, create_graph=False,
+                             adapt_keys=self.net.adapt_keys(phi), rule="adam")
         return {**{k: v.detach().contiguous() for k, v in phi.items()}, **extra}
 
     def predict(self, phi: Params, x: Tensor) -> Tensor:

@@ -8,32 +8,21 @@ a single query image is scored as it would be in a batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
+from models.config import Config
 from models.episodes import Episode, ProblemSpec
-from models.learners.base import AdaptOptions, Learner, Params
+from models.learners.base import AdaptOptions, Channels, Learner, MetaRate, Params, Widths
 from models.nets import build_backbone
 
 
-@dataclass
-class ProtoNetConfig:
-    meta_lr: float = 1e-3  # Adam on the embedding
-    lr_decay_every: int = 2000  # halve the learning rate every this many steps (the paper's schedule)
-    hidden: list[int] = field(default_factory=lambda: [40, 40])  # MLP widths (vector inputs)
-    channels: int = 64  # Conv4 width (image inputs)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.meta_lr <= 1:
-            raise ValueError("meta_lr must be in (0, 1]")
-        if not 1 <= self.lr_decay_every <= 10_000_000:
-            raise ValueError("lr_decay_every must be between 1 and 10000000")
-        if not self.hidden or any(h < 1 or h > 4096 for h in self.hidden):
-            raise ValueError("hidden must list layer widths between 1 and 4096")
-        if not 1 <= self.channels <= 512:
-            raise ValueError("channels must be between 1 and 512")
+class ProtoNetConfig(Config):
+    meta_lr: MetaRate = 1e-3  # Adam on the embedding
+    lr_decay_every: int = Field(2000, ge=1, le=10_000_000)  # halve the learning rate every this many steps (the paper's schedule)
+    hidden: Widths = [40, 40]  # MLP widths (vector inputs)
+    channels: Channels = 64  # Conv4 width (image inputs)
 
 
 def squared_distances(x: Tensor, prototypes: Tensor) -> Tensor:  # [B, D], [n, D] -> [B, n]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from models.episodes import ProblemSpec
@@ -44,6 +43,3 @@ def load_learner(algorithm: str, spec: ProblemSpec, config: dict[str, Any], thet
     learner.load_state(theta)
     return learner
 
-
-def config_to_json(config: Any) -> dict[str, Any]:
-    return asdict(config)

@@ -8,7 +8,7 @@ training task, for scoring the model on the tasks it was trained on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -46,16 +46,3 @@ def task_order(n_tasks: int, n_episodes: int, generator: torch.Generator) -> lis
     while len(order) < n_episodes:
         order += torch.randperm(n_tasks, generator=generator).tolist()
     return order[:n_episodes]
-
-
-def with_task_names(config: Any, tasks: object) -> Any:
-    """A learner config with `task_names` filled from a multi-task family (others unchanged).
-
-    Raises ValueError when the config names tasks the dataset does not have.
-    """
-    if not any(f.name == "task_names" for f in fields(config)) or not isinstance(tasks, MultiTaskFamily):
-        return config
-    names = list(tasks.task_names)
-    if config.task_names and list(config.task_names) != names:
-        raise ValueError(f"task_names {config.task_names} do not match the dataset's tasks {names}; leave it out")
-    return replace(config, task_names=names)

@@ -55,7 +55,7 @@ def _check_uploaded_dataset(session: Session, tenant: str, recipe: Recipe) -> No
         check_episodes(dataset.output, dataset.spec["counts"], cfg.n_way, cfg.k_shot, cfg.k_query, cfg.seed,
                        cfg.val_fraction, cfg.test_fraction)
     except SplitError as exc:
-        raise InvalidInput(str(exc), param=exc.param, code="invalid_config") from None
+        raise InvalidInput(str(exc), param=f"config.{exc.param}", code="invalid_config") from None
     except DatasetError as exc:
         raise InvalidInput(str(exc), param="config", code="invalid_config") from None
 

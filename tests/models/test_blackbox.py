@@ -142,5 +142,5 @@ def test_regression_reads_targets_and_theta_round_trips(architecture):
 
 
 def test_unknown_architecture_is_refused():
-    with pytest.raises(ValueError, match="architecture must be one of mann, attention"):
+    with pytest.raises(ValueError, match="architecture must be one of 'mann', 'attention'"):
         BlackBoxConfig(architecture="ntm")  # type: ignore[arg-type]

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from models.learners.base import AdaptOptions
-from models.learners.multitask import MultiTaskConfig, MultiTaskLearner
+from models.learners.multitask import ADAPT_SEED, MultiTaskConfig, MultiTaskLearner
 from models.mtl_synthetic import N_SINES, MtlSyntheticTasks
 from models.multitask.evaluation import training_task_metrics
 from models.multitask.families import TaskEpisode
 from models.multitask.networks import ARCHITECTURES, MMoENet
+from models.multitask.weighting import support_stats
 from models.recipe import ConfigError, resolve
 from models.training import evaluate, meta_train
 
@@ -121,6 +122,42 @@ def test_a_new_task_adapted_from_the_model_beats_an_untrained_head(trained, rela
     adapted = evaluate(learner, related, episodes=10, seed=0).mean
     untrained = evaluate(learner, related, episodes=10, seed=0, options=AdaptOptions(inner_steps=0)).mean
     assert adapted < 0.9 * untrained, f"{architecture}: adapted {adapted:.2f} vs untrained head {untrained:.2f}"
+
+
+def _adam_fit_as_before(learner: MultiTaskLearner, x: torch.Tensor, y: torch.Tensor, steps: int) -> dict[str, torch.Tensor]:
+    """The multi-task learner's own Adam loop, as it was before it used the shared inner loop:
+    the reference its numbers must keep (regression with scaled targets, as adapt() scales)."""
+    mean, std = support_stats(y, torch.stack([learner.scaler.stats(t)[1] for t in range(learner.num_tasks)]).mean(0))
+    y = (y - mean) / std
+    start = learner.net.new_task_params(torch.Generator().manual_seed(ADAPT_SEED))
+    phi = {k: v.detach().clone() for k, v in start.items()}
+    keys = learner.net.adapt_keys(phi)
+    for k in keys:
+        phi[k].requires_grad_(True)
+    optimizer = torch.optim.Adam([phi[k] for k in keys], lr=learner.config.adapt_lr)
+    for _ in range(steps):
+        loss = learner.loss(learner.net.forward_task(phi, x), y)
+        for k, g in zip(keys, torch.autograd.grad(loss, [phi[k] for k in keys]), strict=True):
+            phi[k].grad = g
+        optimizer.step()
+    return {k: v.detach() for k, v in phi.items()}
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_new_task_adaptation_runs_the_shared_inner_loop_with_the_same_numbers(trained, related, architecture):
+    """adapt() fits a new task's phi through models.learners.inner.inner_loop (Adam steps); its
+    result is bit for bit the hand-written Adam loop the learner had before."""
+    learner = trained[architecture]
+    episode = related.sample("test", 1, torch.Generator().manual_seed(3))[0]
+    steps = 7
+    phi = learner.adapt(episode.support_x, episode.support_y, AdaptOptions(inner_steps=steps))
+    reference = _adam_fit_as_before(learner, episode.support_x, episode.support_y, steps)
+    assert set(reference) <= set(phi)
+    for k, v in reference.items():
+        assert torch.equal(phi[k], v), f"{architecture}: {k} differs from the reference Adam loop"
+    moved = learner.net.adapt_keys(reference)
+    start = learner.net.new_task_params(torch.Generator().manual_seed(ADAPT_SEED))
+    assert any(not torch.equal(phi[k], start[k]) for k in moved)  # the steps did move phi
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)

@@ -77,11 +77,11 @@ def test_omniglot_fractions_that_starve_a_split_name_the_key(omniglot_dir, datas
     sources = DataSources(omniglot_dir, dataset_cache)
     with pytest.raises(ConfigError, match="lower n_way, val_fraction or test_fraction") as caught:
         build_tasks(resolve("protonet", "omniglot", {"val_fraction": 0.49, "test_fraction": 0.5}), sources)
-    assert caught.value.param == "test_fraction"
+    assert caught.value.param == "config.test_fraction"
     by_alphabet = {"split_by": "alphabet", "n_way": 30, "val_fraction": 0.45, "test_fraction": 0.5}
     with pytest.raises(ConfigError, match="leave meta-training 17 characters, fewer than 30") as caught:
         build_tasks(resolve("protonet", "omniglot", by_alphabet), sources)  # one alphabet (Tagalog) is left to train
-    assert caught.value.param == "test_fraction"
+    assert caught.value.param == "config.test_fraction"
     rotated = resolve("protonet", "omniglot", {"rotations": True, "n_way": 8, "val_fraction": 0.001, "test_fraction": 0.001})
     tasks = build_tasks(rotated, sources)  # each rotated character is four classes: two characters make 8 ways
     assert len(tasks.splits["val"]) == len(tasks.splits["test"]) == 2
@@ -136,20 +136,20 @@ def test_mnist_digits_split_in_order_and_are_checked_when_the_job_is_made():
     assert resolve("maml", "mnist", {"n_way": 3, "val_fraction": 0.3, "test_fraction": 0.3}).training.val_fraction == 0.3
     with pytest.raises(ConfigError, match="10 digits leave 0 for meta-training") as caught:
         resolve("maml", "mnist", {"val_fraction": 0.1})  # 5-way: a val split of 5 digits and a test split of 5
-    assert caught.value.param == "test_fraction"
+    assert caught.value.param == "config.test_fraction"
 
 
 @pytest.mark.parametrize(
     ("dataset", "config", "param", "message"),
     [
-        ("omniglot", {"val_fraction": -0.1}, "val_fraction", "at least 0 and below 1"),
-        ("omniglot", {"test_fraction": 1.0}, "test_fraction", "at least 0 and below 1"),
-        ("omniglot", {"val_fraction": 0.5, "test_fraction": 0.6}, "test_fraction", "must be below 1"),
-        ("ds_blobs", {"val_fraction": 0.7, "test_fraction": 0.3}, "val_fraction", "must be below 1"),
-        ("omniglot", {"val_fraction": 0, "test_fraction": 0}, "val_fraction", "both 0"),
-        ("omniglot", {"val_fraction": "a lot"}, "config.val_fraction", "must be of type"),
-        ("sinusoid", {"test_fraction": 0.2}, "test_fraction", "no classes to split"),
-        ("mtl-synthetic", {"val_fraction": 0.2}, "val_fraction", "no classes to split"),
+        ("omniglot", {"val_fraction": -0.1}, "config.val_fraction", "at least 0 and below 1"),
+        ("omniglot", {"test_fraction": 1.0}, "config.test_fraction", "at least 0 and below 1"),
+        ("omniglot", {"val_fraction": 0.5, "test_fraction": 0.6}, "config.test_fraction", "must be below 1"),
+        ("ds_blobs", {"val_fraction": 0.7, "test_fraction": 0.3}, "config.val_fraction", "must be below 1"),
+        ("omniglot", {"val_fraction": 0, "test_fraction": 0}, "config.val_fraction", "both 0"),
+        ("omniglot", {"val_fraction": "a lot"}, "config.val_fraction", "must be a number at least 0 and below 1"),
+        ("sinusoid", {"test_fraction": 0.2}, "config.test_fraction", "no classes to split"),
+        ("mtl-synthetic", {"val_fraction": 0.2}, "config.val_fraction", "no classes to split"),
     ],
 )
 def test_fractions_are_validated_with_the_key_named(dataset, config, param, message):

@@ -142,16 +142,17 @@ def test_unknown_ids_give_404(client, sine_model):
         ({"algorithm": "maml", "dataset": "imagenet"}, "dataset"),
         ({"algorithm": "maml", "dataset": "sinusoid", "config": {"stepz": 3}}, "config.stepz"),
         ({"algorithm": "maml", "dataset": "sinusoid", "config": {"steps": "many"}}, "config.steps"),
-        ({"algorithm": "maml", "dataset": "sinusoid", "config": {"steps": 0}}, "steps"),
-        ({"algorithm": "maml", "dataset": "sinusoid", "config": {"inner_lr": -1}}, None),
+        ({"algorithm": "maml", "dataset": "sinusoid", "config": {"steps": 0}}, "config.steps"),
+        ({"algorithm": "maml", "dataset": "sinusoid", "config": {"steps": True}}, "config.steps"),
+        ({"algorithm": "maml", "dataset": "sinusoid", "config": {"inner_lr": -1}}, "config.inner_lr"),
+        ({"algorithm": "maml", "dataset": "sinusoid", "config": {"hidden": [0]}}, "config.hidden"),
     ],
 )
 def test_bad_jobs_are_refused_and_nothing_is_queued(client, settings, body, param):
     with session_scope(settings.sqlalchemy_url) as session:
         jobs_before = session.scalar(select(func.count()).select_from(Job))
     error = _assert_error(client.post("/v1/jobs", json=body), 422, "invalid_config")
-    if param is not None:
-        assert error["param"] == param
+    assert error["param"] == param
     with session_scope(settings.sqlalchemy_url) as session:
         assert session.scalar(select(func.count()).select_from(Job)) == jobs_before
 

@@ -49,7 +49,7 @@ class Config(BaseModel):
     """Base of every config class: strict types, no unknown keys, and ConfigError (a
     ValueError) instead of pydantic's ValidationError when a value is refused."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", validate_assignment=True, validate_default=False)
+    model_config = ConfigDict(strict=True, extra="forbid", validate_assignment=True)
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -79,7 +79,9 @@ def config_error(cls: type[Config], exc: pydantic.ValidationError) -> ConfigErro
     if error["type"] == "extra_forbidden":
         return ConfigError(f"unknown config key {name!r}; known keys: {', '.join(sorted(cls.model_fields))}", PREFIX + name)
     value = error.get("input")
-    field = cls.model_fields[name]
+    field = cls.model_fields.get(name)
+    if field is None:
+        return ConfigError(f"{name}: {error['msg']}", PREFIX + name)
     if error["type"] == "value_error" and not _upper_bound(field.metadata):  # beyond float32, and no tighter limit
         return ConfigError(f"{name} is {value!r:.30}, {original}", PREFIX + name)
     wrong_type = error["type"].endswith("_type") or error["type"] in ("literal_error", "list_type")
@@ -92,6 +94,7 @@ def config_error(cls: type[Config], exc: pydantic.ValidationError) -> ConfigErro
 def describe(annotation: Any, metadata: list[Any], *, with_type: bool = True) -> str:
     """What a field accepts, in words: 'between 2 and 100', 'an integer between 2 and 100',
     "one of 'loop', 'vmap'", 'a list of one or more integers between 1 and 4096'."""
+    metadata = _flat(metadata)
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is Annotated:
@@ -104,7 +107,9 @@ def describe(annotation: Any, metadata: list[Any], *, with_type: bool = True) ->
     if origin is list:
         (item,) = args
         least = next((m.min_length for m in metadata if isinstance(m, annotated_types.MinLen)), 0)
-        count = "one or more " if least == 1 else ""
+        most = next((m.max_length for m in metadata if isinstance(m, annotated_types.MaxLen)), None)
+        count = "" if most is None else f"at most {most} " if least == 0 else f"{least} to {most} "
+        count = count or ("one or more " if least == 1 else "")
         return f"a list of {count}" + _plural(describe(item, [], with_type=True))
     bounds = _bounds(metadata)
     if annotation is bool:
@@ -126,12 +131,7 @@ def _plural(text: str) -> str:
 
 
 def _bounds(metadata: list[Any]) -> str:
-    found: dict[str, Any] = {}
-    for m in metadata:
-        if isinstance(m, FieldInfo):
-            found.update(_bounds_of(m.metadata))
-        else:
-            found.update(_bounds_of([m]))
+    found = _bounds_of(_flat(metadata))
     ge, gt, le, lt = (found.get(k) for k in ("ge", "gt", "le", "lt"))
     if ge is not None and le is not None:
         return f"between {_num(ge)} and {_num(le)}"
@@ -148,9 +148,13 @@ def _bounds(metadata: list[Any]) -> str:
     return ""
 
 
+def _flat(metadata: list[Any]) -> list[Any]:
+    """Constraints, with those a Field(...) inside Annotated holds taken out of it."""
+    return [n for m in metadata for n in (m.metadata if isinstance(m, FieldInfo) else [m])]
+
+
 def _upper_bound(metadata: list[Any]) -> bool:
-    flat = [n for m in metadata for n in (m.metadata if isinstance(m, FieldInfo) else [m])]
-    return any(isinstance(m, annotated_types.Le | annotated_types.Lt) for m in flat)
+    return any(isinstance(m, annotated_types.Le | annotated_types.Lt) for m in _flat(metadata))
 
 
 def _bounds_of(metadata: list[Any]) -> dict[str, Any]:
@@ -164,4 +168,6 @@ def _bounds_of(metadata: list[Any]) -> dict[str, Any]:
 
 
 def _num(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"

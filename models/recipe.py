@@ -42,7 +42,7 @@ class TrainingConfig(Config):
     n_way: int = Field(5, ge=2, le=100)  # classes per task (classification)
     k_shot: int = Field(1, ge=1, le=MAX_SHOTS)  # support examples per class (points per task for regression)
     k_query: int = Field(15, ge=1, le=MAX_SHOTS)  # query examples per class (points per task for regression)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**63 - 1)  # seeds torch and numpy
     eval_episodes: int = Field(600, ge=1, le=100_000)  # meta-test tasks scored when training ends
     split_by: Literal["character", "alphabet"] = "character"
     rotations: bool = False  # Omniglot: rotated characters as extra classes

@@ -25,13 +25,14 @@ MAX_ADAPT_STEPS = 100
 # The other limits learners' configs share, one constant each (the API's task options use
 # MAX_INNER_LR too).
 MAX_WIDTH = 4096  # a layer's width
+MAX_LAYERS = 32  # hidden layers of an MLP
 MAX_CHANNELS = 512  # Conv4's width
 MAX_META_LR = 1
 MAX_INNER_LR = 10
 
 # Config field types with those limits, for one-line declarations in each learner's config.
 Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
-Widths = Annotated[list[Width], Field(min_length=1)]  # an MLP's hidden layers
+Widths = Annotated[list[Width], Field(min_length=1, max_length=MAX_LAYERS)]  # an MLP's hidden layers
 Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
 MetaRate = Annotated[Float, Field(gt=0, le=MAX_META_LR)]
 InnerRate = Annotated[Float, Field(gt=0, le=MAX_INNER_LR)]

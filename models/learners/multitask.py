@@ -18,6 +18,7 @@ from models.config import PREFIX, Config, ConfigError, Float
 from models.episodes import Episode, ProblemSpec, TaskFamily
 from models.learners.base import (
     MAX_ADAPT_STEPS,
+    MAX_LAYERS,
     AdaptOptions,
     AdaptSteps,
     InnerRate,
@@ -48,7 +49,7 @@ ADAPT_SEED = 0  # a new task's phi starts from the same draw every time
 class MultiTaskConfig(Config):
     architecture: Architecture = "multi-head"
     hidden: Widths = [64]  # shared layers (per task for separate/soft-sharing)
-    tower: list[Width] = []  # per-task hidden layers above the shared part (multi-head, mmoe)
+    tower: Annotated[list[Width], Field(max_length=MAX_LAYERS)] = []  # per-task hidden layers above the shared part (multi-head, mmoe)
     embedding: Literal["learned", "one-hot"] = "learned"  # z_i for concat and gating
     embedding_dim: int = Field(8, ge=1, le=1024)  # learned z_i size (one-hot: the number of tasks)
     concat_layer: int = Field(0, ge=0)  # concat: the layer z_i joins (0 = the input, len(hidden) = the output layer)

@@ -76,6 +76,7 @@ def test_the_hooks_callers_use_are_declared_on_learner_with_their_types():
     assert hints["zero_steps_is_unadapted"] == typing.ClassVar[bool]
     assert typing.get_type_hints(Learner.training_batch)["return"] == TrainingBatch
     assert typing.get_type_hints(Learner.training_task_states)["return"] == dict[str, Params]
+    assert typing.get_type_hints(Learner.config_for)["return"] is Config
     assert Learner.trains_on_fixed_tasks is False and Learner.zero_steps_is_unadapted is False
 
 
@@ -89,6 +90,13 @@ def test_every_learner_builds_and_offers_the_declared_hooks(algorithm):
     assert isinstance(cls.trains_on_fixed_tasks, bool) and isinstance(cls.zero_steps_is_unadapted, bool)
     # The declaration says what the workers used to guess: a config with inner_steps.
     assert cls.zero_steps_is_unadapted == ("inner_steps" in cls.config_class.model_fields)
+
+    configured = cls.config_for(learner.config, family)  # what workers used to probe configs for
+    assert isinstance(configured, cls.config_class)
+    if cls.trains_on_fixed_tasks:
+        assert isinstance(configured, MultiTaskConfig) and configured.task_names == family.task_names
+    else:
+        assert configured is learner.config
 
     batch = learner.training_batch(family, 2, torch.Generator().manual_seed(0))
     if isinstance(batch, SupervisedBatch):

@@ -118,4 +118,5 @@ def test_vector_models_read_numeric_support_sets(client, settings):
 def test_unknown_architecture_is_refused(client):
     r = client.post("/v1/jobs", json={"algorithm": "blackbox", "dataset": "omniglot", "config": {"architecture": "ntm"}})
     assert r.status_code == 422, r.text
-    assert "architecture must be one of mann, attention" in r.json()["error"]["message"]
+    assert "architecture must be one of 'mann', 'attention'" in r.json()["error"]["message"]
+    assert r.json()["error"]["param"] == "config.architecture"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import select
@@ -83,7 +83,7 @@ def create_dataset(
     name: Annotated[str | None, Form(max_length=255, pattern=NAME_PATTERN, description="defaults to the file name")] = None,
     image_size: Annotated[int, Form(ge=8, le=256, description="images are resized to this square size")] = 28,
     invert: Annotated[bool, Form(description="images: invert grey levels (dark strokes on white become 1)")] = False,
-    channels: Annotated[Literal[1, 3] | None, Form(
+    channels: Annotated[int | None, Form(
         description="images: 1 (greyscale) or 3 (colour); default: 1 when every image is greyscale, else 3")] = None,
     label_column: Annotated[str, Form(min_length=1, max_length=255, description="csv: the column of labels")] = "label",
 ) -> DatasetPublic:
@@ -92,6 +92,8 @@ def create_dataset(
         raise PayloadTooLarge(f"the upload exceeds {settings.max_upload_bytes} bytes", param="file")
     filename = re.sub(r"[\x00-\x1f\x7f]", "", file.filename or "") or "upload"  # stored as the default name
     label = (name or filename)[:255]
+    if channels not in (None, 1, 3):
+        raise InvalidInput(f"channels must be 1 (greyscale) or 3 (colour), got {channels}", param="channels", code="invalid_channels")
     options = UploadOptions(image_size, invert, channels, label_column)
     fingerprint = hashlib.sha256(content).hexdigest() + f"|{label}|{image_size}|{invert}|{channels}|{label_column}"
     existing = idem.begin(fingerprint)

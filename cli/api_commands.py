@@ -251,15 +251,18 @@ def predict(
 
 @datasets_cli.command("upload")
 def datasets_upload(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="an .npz or a .zip of class folders")],
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="an .npz, a .csv or a .zip of class folders")],
     name: str | None = None,
     invert: Annotated[bool, typer.Option(help="images: dark strokes on white become 1")] = False,
     image_size: int = 28,
+    channels: Annotated[int | None, typer.Option(help="images: 1 (greyscale) or 3 (colour); default: detected")] = None,
+    label_column: Annotated[str, typer.Option(help="csv: the column of labels")] = "label",
     url: UrlOption = DEFAULT_URL,
     api_key: KeyOption = None,
 ) -> None:
     """Upload and validate a dataset; prints it as JSON (its id names it in jobs)."""
-    data = {"image_size": str(image_size), "invert": str(invert).lower(), **({"name": name} if name else {})}
+    data = {"image_size": str(image_size), "invert": str(invert).lower(), "label_column": label_column,
+            **({"name": name} if name else {}), **({"channels": str(channels)} if channels else {})}
     with path.open("rb") as f:
         ds = _call(_client(url, api_key).post, "/v1/datasets", files={"file": (path.name, f)}, data=data)
     _print_json(ds)

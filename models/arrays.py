@@ -1,42 +1,46 @@
-"""User datasets: an npz of arrays or a zip of class folders of images, validated, as episodes.
+"""User datasets: an npz of arrays, a CSV table or a zip of class folders of images, validated,
+as episodes. The modality of the inputs reads its own uploads (models.modality): images read
+zips, vectors read CSV files.
 
 An npz holds `x` [n, *input_shape] (numbers), `y` [n] (integer class ids: classification) or
 [n] / [n, d] (floats: regression, one function per `task`), and optionally `task` [n]
 (integers). A zip holds one folder of PNG/JPEG images per class (`<class>/<file>.png`,
-optionally under one top folder). Both become `ArrayData`, stored as one safetensors file
-whose metadata keeps what the arrays cannot (output kind, image format, class names).
+optionally under one top folder). A CSV has a header row, numeric feature columns, a label
+column and optionally a `task` column (then regression, as in an npz). All become `ArrayData`,
+stored as one safetensors file whose metadata keeps what the arrays cannot (output kind,
+modality, class names).
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors import safe_open
 from torch import Tensor
 
-from models.episodes import Episode, ImageFormat, OutputKind, ProblemSpec, Split, SplitNames
-from models.images import DEFAULT_MAX_PIXELS, ImageTooLarge, image_to_array, open_image
+from models.episodes import Episode, OutputKind, ProblemSpec, Split, SplitNames
+from models.images import DEFAULT_MAX_PIXELS
+from models.modality import Modality, UploadError, legacy_modality, modality_from_json
+from models.modality.base import MAX_EXAMPLES
+from models.modality.image import read_image_zip as read_image_folders
+from models.modality.vector import VectorModality
+from models.modality.vector import read_csv as read_csv_table
 from models.splits import split_at_random
 
 MIN_CLASSES = 6  # two-way tasks on disjoint train, val and test classes
 MIN_PER_CLASS = 2  # one support and one query example
 MIN_TASKS = 3  # regression: train, val and test functions
-MAX_EXAMPLES = 1_000_000
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
-MAX_IMAGE_FILE_BYTES = 64 * 1024 * 1024  # one image file in a zip, uncompressed: no zip bomb is inflated in memory
 SPLIT_FRACTION = 0.2  # of classes (or tasks) for each of val and test
 
 
-class DatasetError(ValueError):
-    """An upload that cannot be used; the message says what to fix."""
+DatasetError = UploadError  # an upload that cannot be used; the message says what to fix
 
 
 @dataclass(frozen=True)
@@ -45,19 +49,26 @@ class ArrayData:
     y: Tensor  # [n] int64 class index, or [n, output_dim] float32 targets
     task: Tensor | None  # [n] int64, or None
     output: OutputKind
-    image: ImageFormat | None = None
+    modality: Modality = field(default=None)  # type: ignore[assignment]  # None: derived from x's shape
     class_names: list[str] = field(default_factory=list)  # classification: name of each index
+
+    def __post_init__(self) -> None:
+        if self.modality is None:
+            object.__setattr__(self, "modality", legacy_modality(self.input_shape))
 
     @property
     def input_shape(self) -> list[int]:
         return list(self.x.shape[1:])
 
-    def spec(self, n_way: int) -> ProblemSpec:
-        """The problem of tasks drawn from these arrays (n_way classes per classification task)."""
-        shape = tuple(self.input_shape)
+    def spec(self, n_way: int, train_rows: Tensor | None = None) -> ProblemSpec:
+        """The problem of tasks drawn from these arrays (n_way classes per classification task);
+        vector inputs are standardised with the statistics of x[train_rows] (meta-training)."""
+        modality = self.modality
+        if isinstance(modality, VectorModality) and train_rows is not None and len(train_rows):
+            modality = modality.fitted(self.x[train_rows])
         if self.output == "classification":
-            return ProblemSpec(shape, "classification", n_way=n_way, image=self.image)
-        return ProblemSpec(shape, "regression", output_dim=int(self.y.shape[1]))
+            return ProblemSpec.of(modality, "classification", n_way=n_way)
+        return ProblemSpec.of(modality, "regression", output_dim=int(self.y.shape[1]))
 
     def counts(self) -> list[int]:
         """Examples per class (classification) or per task (regression)."""
@@ -84,8 +95,7 @@ class ArrayData:
         return out
 
     def metadata(self) -> dict[str, str]:
-        image = None if self.image is None else {"size": self.image.size, "invert": self.image.invert}
-        return {"output": self.output, "image": json.dumps(image), "class_names": json.dumps(self.class_names)}
+        return {"output": self.output, "modality": json.dumps(self.modality.to_json()), "class_names": json.dumps(self.class_names)}
 
 
 def load_array_file(path: str) -> ArrayData:
@@ -93,10 +103,11 @@ def load_array_file(path: str) -> ArrayData:
     with safe_open(path, framework="pt") as f:
         meta = f.metadata() or {}
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no iterator
-    image = json.loads(meta.get("image", "null"))
+    stored = json.loads(meta.get("modality", "null"))  # files written before modalities: image format and shape
+    modality = modality_from_json(stored) if stored else legacy_modality(tensors["x"].shape[1:], json.loads(meta.get("image", "null")))
     return ArrayData(
         x=tensors["x"], y=tensors["y"], task=tensors.get("task"), output=meta["output"],  # type: ignore[arg-type]
-        image=ImageFormat(**image) if image else None, class_names=json.loads(meta.get("class_names", "[]")),
+        modality=modality, class_names=json.loads(meta.get("class_names", "[]")),
     )
 
 
@@ -120,13 +131,19 @@ def read_npz(data: bytes) -> ArrayData:
         raise DatasetError(f"y and task must have one entry per example of x ({n}); y has shape {list(y.shape)}")
     if not np.isfinite(x.astype(np.float64)).all():
         raise DatasetError("x contains NaN or infinity")
+    return _labelled(x, y, task)
+
+
+def _labelled(x: np.ndarray, y: np.ndarray, task: np.ndarray | None, modality: Modality | None = None) -> ArrayData:
+    """ArrayData of validated inputs x and labels y (integers: classes; floats: targets with a task array)."""
+    n = len(x)
     xt = torch.from_numpy(x.astype(np.float32))
     tt = _task_ids(task) if task is not None else None
     if np.issubdtype(y.dtype, np.integer):
         if y.ndim != 1:
             raise DatasetError(f"integer labels y must have shape [examples]; got {list(y.shape)}")
         values, index = np.unique(y, return_inverse=True)
-        out = ArrayData(xt, torch.from_numpy(index.astype(np.int64)), tt, "classification",
+        out = ArrayData(xt, torch.from_numpy(index.astype(np.int64)), tt, "classification", modality,
                         class_names=[str(v) for v in values.tolist()])
     elif np.issubdtype(y.dtype, np.floating):
         if y.ndim not in (1, 2) or not np.isfinite(y).all():
@@ -134,7 +151,7 @@ def read_npz(data: bytes) -> ArrayData:
         if tt is None:
             raise DatasetError("regression targets (float y) need a `task` array saying which function each example is from")
         yt = torch.from_numpy(y.astype(np.float32)).reshape(n, -1)
-        out = ArrayData(xt, yt, tt, "regression")
+        out = ArrayData(xt, yt, tt, "regression", modality)
     else:
         raise DatasetError(f"y must hold integers (class labels) or floats (regression targets); got dtype {y.dtype}")
     check_counts(out)
@@ -148,51 +165,49 @@ def _task_ids(task: np.ndarray) -> Tensor:
     return torch.from_numpy(index.astype(np.int64))
 
 
-def read_image_zip(data: bytes, fmt: ImageFormat, max_image_pixels: int = DEFAULT_MAX_PIXELS) -> ArrayData:
-    """A zip of class folders of PNG/JPEG images, as [n, 1, size, size] pixels in [0, 1].
-
-    Each image's size is read from its header and refused past max_image_pixels before it is
-    decoded; a file whose uncompressed size passes MAX_IMAGE_FILE_BYTES is refused unread.
-    """
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise DatasetError("the file is neither an .npz nor a .zip of class folders of images") from None
-    files = [
-        PurePosixPath(info.filename) for info in archive.infolist()
-        if not info.is_dir() and PurePosixPath(info.filename).suffix.lower() in IMAGE_SUFFIXES
-        and not any(part.startswith((".", "__MACOSX")) for part in PurePosixPath(info.filename).parts)
-    ]
-    if not files:
-        raise DatasetError("the zip holds no .png or .jpg images; put each class's images in a folder named after it")
-    if len(files) > MAX_EXAMPLES:
-        raise DatasetError(f"the zip holds {len(files)} images; at most {MAX_EXAMPLES} are accepted")
-    if any(len(p.parts) < 2 for p in files):
-        raise DatasetError("images must sit in class folders (<class>/<image>.png), not at the top of the zip")
-    names = sorted({p.parts[-2] for p in files})
-    if len({p.parts[:-2] for p in files}) > 1:
-        raise DatasetError("class folders must all sit at the same level of the zip")
-    index = {name: i for i, name in enumerate(names)}
-    pixels, labels = [], []
-    for path in sorted(files):
-        size = archive.getinfo(str(path)).file_size  # declared; zipfile never reads past it
-        if size > MAX_IMAGE_FILE_BYTES:
-            raise DatasetError(f"{path} holds {size} bytes uncompressed; image files of at most {MAX_IMAGE_FILE_BYTES} are read")
-        try:
-            with open_image(archive.read(str(path)), max_image_pixels) as image:  # header only, then decoded
-                image.load()
-                pixels.append(image_to_array(image, fmt))
-        except ImageTooLarge as exc:  # its message names the limit and its setting
-            raise DatasetError(f"{path} is {exc}") from None
-        except ValueError as exc:  # open_image's: not an image PIL can read
-            raise DatasetError(f"{path} is {exc}") from None
-        except (OSError, Image.DecompressionBombError, SyntaxError, zipfile.BadZipFile, EOFError) as exc:
-            raise DatasetError(f"{path} is not a readable PNG or JPEG image ({exc})") from None
-        labels.append(index[path.parts[-2]])
-    x = torch.from_numpy(np.stack(pixels).astype(np.float32) / 255.0).unsqueeze(1)  # [n, 1, size, size]
-    out = ArrayData(x, torch.tensor(labels, dtype=torch.int64), None, "classification", image=fmt, class_names=names)
+def read_image_zip(data: bytes, size: int = 28, invert: bool = False, channels: int | None = None,
+                   max_image_pixels: int = DEFAULT_MAX_PIXELS) -> ArrayData:
+    """A zip of class folders of PNG/JPEG images, as [n, channels, size, size] pixels in [0, 1];
+    channels None: detected (1 when every image is greyscale, else 3). See models.modality.image."""
+    folders = read_image_folders(data, size, invert, channels, max_image_pixels)
+    out = ArrayData(torch.from_numpy(folders.x), torch.tensor(folders.labels, dtype=torch.int64), None, "classification",
+                    folders.modality, class_names=folders.class_names)
     check_counts(out)
     return out
+
+
+def read_csv(data: bytes, label_column: str = "label") -> ArrayData:
+    """A CSV table (models.modality.vector.read_csv): classification by its label column, or
+    regression (numeric labels as targets) when it has a `task` column."""
+    table = read_csv_table(data, label_column, MAX_EXAMPLES)
+    modality = VectorModality((table.x.shape[1],))
+    if table.task is None:
+        values = sorted(set(table.labels), key=_label_order)
+        index = {v: i for i, v in enumerate(values)}
+        y = np.array([index[v] for v in table.labels], dtype=np.int64)
+        out = ArrayData(torch.from_numpy(table.x.astype(np.float32)), torch.from_numpy(y), None, "classification",
+                        modality, class_names=values)
+        check_counts(out)
+        return out
+    targets = []
+    for line, label in enumerate(table.labels, start=2):
+        try:
+            targets.append(float(label))
+        except ValueError:
+            raise DatasetError(f"row {line}, column {label_column!r}: {label[:40]!r} is not a number; with a task "
+                               "column the labels are regression targets") from None
+    y = np.array(targets, dtype=np.float64)
+    if not np.isfinite(y).all():
+        raise DatasetError(f"column {label_column!r} holds NaN or infinity; regression targets must be finite")
+    return _labelled(table.x, y, table.task, modality)
+
+
+def _label_order(label: str) -> tuple[int, float, str]:
+    """Numeric labels in numeric order (2 before 10), then the others alphabetically."""
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
 
 
 def check_counts(data: ArrayData) -> None:
@@ -266,9 +281,10 @@ class ArrayTasks:
                                    self.val_fraction, self.test_fraction, "classes" if classification else "tasks")
         self._members = [torch.nonzero(groups == g).flatten() for g in range(len(counts))]
 
-    @property
+    @functools.cached_property
     def spec(self) -> ProblemSpec:
-        return self.data.spec(self.n_way)
+        """Vector inputs standardised with the statistics of the meta-training classes' (or tasks') examples."""
+        return self.data.spec(self.n_way, torch.cat([self._members[g] for g in self.splits["train"]]))
 
     def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]:
         if not self.splits[split]:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor
+
+from models.images import ImageFormat
+from models.modality import Modality, legacy_modality, modality_from_json
+
+__all__ = ["SPLITS", "Episode", "ImageFormat", "OutputKind", "ProblemSpec", "Split", "SplitNames", "SupervisedBatch",
+           "TaskFamily"]
 
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
@@ -30,35 +36,50 @@ class Episode:
 
 
 @dataclass(frozen=True)
-class ImageFormat:
-    """How an image file becomes a model input, identical in training and serving."""
-
-    size: int = 28
-    invert: bool = True  # Omniglot draws dark strokes on white; the network sees strokes as 1
-
-
-@dataclass(frozen=True)
 class ProblemSpec:
-    """What a model takes and gives: the contract between a dataset, a learner and the API."""
+    """What a model takes and gives: the contract between a dataset, a learner and the API.
+
+    `modality` names what an input is (models.modality: image, vector) and owns how inputs are
+    decoded, normalised and embedded; `input_shape` is its shape. Built without a modality (as
+    specs stored before modalities were named, and positional constructions), the modality is
+    derived from input_shape and `image` (models.modality.legacy_modality)."""
 
     input_shape: tuple[int, ...]
     output: OutputKind
     n_way: int = 0  # classes per task (classification)
     output_dim: int = 1  # target size (regression)
-    image: ImageFormat | None = field(default=None)
+    image: InitVar[ImageFormat | None] = None  # legacy: an image format; use modality
+    modality: Modality = field(default=None)  # type: ignore[assignment]  # filled in __post_init__
+
+    def __post_init__(self, image: ImageFormat | None) -> None:
+        if self.modality is None:
+            object.__setattr__(self, "modality", legacy_modality(self.input_shape, image))
+        object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        if tuple(self.modality.input_shape) != self.input_shape:
+            raise ValueError(f"input_shape {list(self.input_shape)} is not the {self.modality.name} modality's "
+                             f"{list(self.modality.input_shape)}")
+
+    @classmethod
+    def of(cls, modality: Modality, output: OutputKind, n_way: int = 0, output_dim: int = 1) -> ProblemSpec:
+        return cls(modality.input_shape, output, n_way=n_way, output_dim=output_dim, modality=modality)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"input_shape": list(self.input_shape), "output": self.output, "n_way": self.n_way,
+                "output_dim": self.output_dim, "modality": self.modality.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProblemSpec:
+        """A stored spec; one without `modality` (stored before modalities were named) gets the one
+        its input_shape and `image` imply."""
         image = data.get("image")
+        stored = data.get("modality")
         return cls(
             input_shape=tuple(data["input_shape"]),
             output=data["output"],
             n_way=int(data.get("n_way", 0)),
             output_dim=int(data.get("output_dim", 1)),
             image=ImageFormat(**image) if image else None,
+            modality=modality_from_json(stored) if stored else None,  # type: ignore[arg-type]
         )
 
 

@@ -4,20 +4,41 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from models.episodes import ImageFormat
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """How an image file becomes a model input, identical in training and serving."""
+
+    size: int = 28
+    invert: bool = True  # Omniglot draws dark strokes on white; the network sees strokes as 1
+    channels: int = 1  # 1: greyscale, 3: RGB
+
+
+
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
 def image_to_array(image: Image.Image, fmt: ImageFormat) -> np.ndarray:
-    """Greyscale, resize to fmt.size, optionally invert; uint8 [size, size]."""
-    grey = image.convert("L")
-    if grey.size != (fmt.size, fmt.size):
-        grey = grey.resize((fmt.size, fmt.size), Image.Resampling.LANCZOS)
-    pixels = np.asarray(grey, dtype=np.uint8)
+    """fmt.channels (1: greyscale, 3: RGB; a greyscale image is replicated), resized to fmt.size,
+    optionally inverted; uint8 [size, size] for one channel, [size, size, 3] for three."""
+    converted = image.convert("L" if fmt.channels == 1 else "RGB")
+    if converted.size != (fmt.size, fmt.size):
+        converted = converted.resize((fmt.size, fmt.size), Image.Resampling.LANCZOS)
+    pixels = np.asarray(converted, dtype=np.uint8)
     return 255 - pixels if fmt.invert else pixels
+
+
+def is_greyscale(image: Image.Image) -> bool:
+    """Whether the image has no colour: a grey mode, or red, green and blue equal at every pixel."""
+    if image.mode in GREY_MODES:
+        return True
+    rgb = np.asarray(image.convert("RGB"))
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
 MAX_PIXELS_SETTING = "FEWSHOT_MAX_IMAGE_PIXELS"  # named in errors: the setting that raises the limit
@@ -52,7 +73,7 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def decode_image(data: bytes, fmt: ImageFormat, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """PNG or JPEG bytes to a float32 array [1, size, size] in [0, 1].
+    """PNG or JPEG bytes to a float32 array [channels, size, size] in [0, 1].
 
     Raises ImageTooLarge (a ValueError) from the header alone when the image has more than
     max_pixels pixels, ValueError when the bytes are not an image PIL can read.
@@ -62,19 +83,29 @@ def decode_image(data: bytes, fmt: ImageFormat, max_pixels: int = DEFAULT_MAX_PI
 
 
 def model_input(image: Image.Image, fmt: ImageFormat) -> np.ndarray:
-    """An image from open_image, decoded now, as a float32 array [1, size, size] in [0, 1]."""
+    """An image from open_image, decoded now, as a float32 array [channels, size, size] in [0, 1]."""
     try:
         image.load()
         pixels = image_to_array(image, fmt)
     except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
         raise ValueError(f"not a readable PNG or JPEG image ({exc})") from None
-    return (pixels.astype(np.float32) / 255.0)[None]
+    return channels_first(pixels)
+
+
+def channels_first(pixels: np.ndarray) -> np.ndarray:
+    """uint8 [H, W] or [H, W, C] from image_to_array as float32 [C, H, W] in [0, 1]."""
+    scaled = pixels.astype(np.float32) / 255.0
+    return scaled[None] if scaled.ndim == 2 else np.ascontiguousarray(scaled.transpose(2, 0, 1))
 
 
 def encode_png(pixels: np.ndarray) -> bytes:
-    """A float [1, H, W] or [H, W] array in [0, 1] (model space) as PNG bytes, uninverted."""
-    arr = np.asarray(pixels).reshape(pixels.shape[-2], pixels.shape[-1])
-    grey = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+    """A float [C, H, W] (C 1 or 3) or [H, W] array in [0, 1] (model space) as PNG bytes, uninverted."""
+    arr = np.asarray(pixels)
+    arr = arr.reshape(1, *arr.shape) if arr.ndim == 2 else arr
+    levels = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
-    Image.fromarray(grey, mode="L").save(buf, format="PNG")
+    if levels.shape[0] == 3:
+        Image.fromarray(np.ascontiguousarray(levels.transpose(1, 2, 0)), mode="RGB").save(buf, format="PNG")
+    else:
+        Image.fromarray(levels[0], mode="L").save(buf, format="PNG")
     return buf.getvalue()

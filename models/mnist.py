@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from models.episodes import Episode, ImageFormat, ProblemSpec, Split, SplitNames, SupervisedBatch
+from models.modality import ImageModality
 from models.splits import split_in_order
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class MnistTasks:
     @property
     def spec(self) -> ProblemSpec:
         size = self.images.shape[-1]
-        return ProblemSpec((1, size, size), "classification", n_way=self.n_way, image=MNIST_FORMAT)
+        return ProblemSpec.of(ImageModality(1, size, MNIST_FORMAT.invert), "classification", n_way=self.n_way)
 
     def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]:
         digits = self.splits.get(split, [])

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from models.episodes import Episode, ProblemSpec, Split
+from models.modality import VectorModality
 from models.multitask.families import TaskEpisode, task_order
 
 N_SINES = 10  # m
@@ -73,7 +74,7 @@ class MtlSyntheticTasks:
 
     @property
     def spec(self) -> ProblemSpec:
-        return ProblemSpec(input_shape=(self.input_dim,), output="regression", output_dim=1)
+        return ProblemSpec.of(VectorModality((self.input_dim,)), "regression", output_dim=1)
 
     @property
     def task_names(self) -> list[str]:

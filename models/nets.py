@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.episodes import ProblemSpec
-from models.vectorized import in_vmap
+from models.vmap_state import in_vmap
+
+
+class Problem(Protocol):
+    """What build_backbone reads of a models.episodes.ProblemSpec."""
+
+    output: str
+    n_way: int
+    output_dim: int
+    modality: Any  # models.modality.Modality: it builds the backbone
 
 
 def batch_norm_from_primitives(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
@@ -148,11 +157,28 @@ class Conv4(nn.Module):
         return self.head(self.embed(x))
 
 
-class MLP(nn.Module):
-    """Fully connected ReLU network; the MAML sinusoid model is MLP(1, [40, 40], 1)."""
+class Standardize(nn.Module):
+    """(x - mean) / std per feature, with statistics fixed when the model is built (the vector
+    modality's, from the meta-training classes). Buffers outside state_dict: they travel in the
+    model's ProblemSpec, so a checkpoint's tensors are the same with or without them."""
 
-    def __init__(self, in_dim: int, hidden: list[int], out_dim: int) -> None:
+    def __init__(self, mean: Tensor, std: Tensor) -> None:
         super().__init__()
+        self.register_buffer("mean", mean.float(), persistent=False)
+        self.register_buffer("std", std.float(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:  # [B, F]
+        return (x - self.mean) / self.std
+
+
+class MLP(nn.Module):
+    """Fully connected ReLU network; the MAML sinusoid model is MLP(1, [40, 40], 1).
+
+    `standardize` (default none) runs on the flattened input first: see Standardize."""
+
+    def __init__(self, in_dim: int, hidden: list[int], out_dim: int, standardize: nn.Module | None = None) -> None:
+        super().__init__()
+        self.standardize = standardize or nn.Identity()
         layers: list[nn.Module] = []
         width = in_dim
         for h in hidden:
@@ -163,21 +189,57 @@ class MLP(nn.Module):
         self.head = nn.Linear(width, out_dim)
 
     def embed(self, x: Tensor) -> Tensor:
-        return self.features(x.flatten(1))
+        return self.features(self.standardize(x.flatten(1)))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.embed(x))
 
 
-def build_backbone(spec: ProblemSpec, hidden: list[int], channels: int, running_stats: bool = False) -> nn.Module:
-    """Conv4 for images ([C, H, W] inputs), an MLP for vectors; running_stats: see BatchNorm."""
+class SupportNormConv4(nn.Module):
+    """Conv4's blocks, normalised by the support set's per-task statistics (stored in phi): the
+    black-box learners' image encoder."""
+
+    def __init__(self, in_channels: int, image_size: int, channels: int) -> None:
+        super().__init__()
+        self.conv4 = Conv4(in_channels, image_size, out_dim=1, channels=channels)
+        self.conv4.head = nn.Identity()  # type: ignore[assignment]  # the reader predicts, not Conv4
+        self.embedding_dim = self.conv4.embedding_dim
+
+    def forward(self, x: Tensor, stats: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """x: [T, S, C, H, W] -> embeddings [T, S, D] and the statistics used, [T, channels] each.
+
+        Without `stats` each task's own batch statistics are used (the support pass)."""
+        t, s = x.shape[:2]
+        h = x.flatten(0, 1)  # [T*S, C, H, W]
+        used: dict[str, Tensor] = {}
+        for i, block in enumerate(self.conv4.features):
+            z = block.conv(h).unflatten(0, (t, s))  # [T, S, C', H', W']
+            if stats is None:
+                mean = z.mean(dim=(1, 3, 4))  # [T, C']
+                var = (z - mean[:, None, :, None, None]).pow(2).mean(dim=(1, 3, 4))
+            else:
+                mean, var = stats[f"norm.{i}.mean"], stats[f"norm.{i}.var"]
+            used[f"norm.{i}.mean"], used[f"norm.{i}.var"] = mean, var
+            z_hat = (z - mean[:, None, :, None, None]) * torch.rsqrt(var + block.norm.eps)[:, None, :, None, None]
+            z = z_hat * block.norm.weight.view(1, 1, -1, 1, 1) + block.norm.bias.view(1, 1, -1, 1, 1)
+            h = F.max_pool2d(F.relu(z.flatten(0, 1)), 2)
+        return h.flatten(1).unflatten(0, (t, s)), used
+
+
+class VectorEmbedding(nn.Module):
+    """An MLP without its head: the black-box learners' vector encoder."""
+
+    def __init__(self, in_dim: int, hidden: list[int], standardize: nn.Module | None = None) -> None:
+        super().__init__()
+        self.mlp = MLP(in_dim, hidden, out_dim=1, standardize=standardize)
+        self.mlp.head = nn.Identity()  # type: ignore[assignment]
+        self.embedding_dim = self.mlp.embedding_dim
+
+    def forward(self, x: Tensor, stats: dict[str, Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.mlp.embed(x.flatten(0, 1)).unflatten(0, x.shape[:2]), {}  # [T, S, ...] -> [T, S, D]
+
+
+def build_backbone(spec: Problem, hidden: list[int], channels: int, running_stats: bool = False) -> nn.Module:
+    """The backbone the spec's modality builds (Conv4 for images, an MLP for vectors); running_stats: see BatchNorm."""
     out_dim = spec.n_way if spec.output == "classification" else spec.output_dim
-    if len(spec.input_shape) == 3:
-        c, h, w = spec.input_shape
-        if h != w:
-            raise ValueError(f"Conv4 takes square images, got input shape {spec.input_shape}")
-        return Conv4(c, h, out_dim, channels, running_stats)
-    in_dim = 1
-    for d in spec.input_shape:
-        in_dim *= d
-    return MLP(in_dim, hidden, out_dim)
+    return spec.modality.backbone(out_dim, hidden, channels, running_stats)

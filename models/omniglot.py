@@ -22,6 +22,7 @@ from PIL import Image
 
 from models.episodes import Episode, ImageFormat, ProblemSpec, Split, SplitNames, SupervisedBatch
 from models.images import image_to_array
+from models.modality import ImageModality
 from models.splits import SplitError, split_at_random
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ class OmniglotTasks:
     @property
     def spec(self) -> ProblemSpec:
         size = self.data.images.shape[-1]
-        return ProblemSpec((1, size, size), "classification", n_way=self.n_way, image=OMNIGLOT_FORMAT)
+        return ProblemSpec.of(ImageModality(1, size, OMNIGLOT_FORMAT.invert), "classification", n_way=self.n_way)
 
     def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]:
         if not self.splits.get(split):

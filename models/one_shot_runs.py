@@ -19,6 +19,7 @@ import torch
 from models.episodes import ImageFormat
 from models.images import decode_image
 from models.learners.base import Learner
+from models.modality import ImageModality
 from models.omniglot import find_archives
 
 
@@ -63,9 +64,10 @@ def load_images(paths: list[Path], fmt: ImageFormat) -> torch.Tensor:
 
 def run_error(learner: Learner, run: OneShotRun) -> float:
     """Adapt to the run's training images (one class each), classify its test images; error rate."""
-    fmt = learner.spec.image
-    if fmt is None:
-        raise ValueError("one-shot runs are images; this model takes vectors")
+    modality = learner.spec.modality
+    if not isinstance(modality, ImageModality):
+        raise ValueError(f"one-shot runs are images; this model takes {modality.name} inputs")
+    fmt = modality.format
     if len(run.training) > learner.spec.n_way:
         raise ValueError(
             f"{run.name} has {len(run.training)} classes but the model takes at most {learner.spec.n_way}: "

@@ -12,9 +12,10 @@ from pydantic import Field, model_validator
 
 from models.arrays import SPLIT_FRACTION, ArrayTasks, load_array_file
 from models.config import PREFIX, Config, ConfigError, Float
+from models.datasets import BUILTIN_DATASETS
 from models.episodes import Split, TaskFamily
 from models.learners.registry import LEARNERS
-from models.mnist import DEFAULT_FRACTIONS, MnistTasks, load_mnist, split_digits
+from models.mnist import MnistTasks, load_mnist, split_digits
 from models.mtl_synthetic import MtlSyntheticTasks
 from models.multitask.mnist_groups import MnistDigitGroups
 from models.multitask.uploaded import UploadedTasks
@@ -23,8 +24,8 @@ from models.sinusoid import SinusoidTasks
 from models.splits import SplitError
 from models.training import DIVERGENCE_FACTOR
 
-DATASETS = ("sinusoid", "omniglot", "mnist", "mtl-synthetic")
-MULTI_TASK_DATASETS = ("mtl-synthetic", "mnist")  # datasets with named training tasks
+DATASETS = tuple(BUILTIN_DATASETS)
+MULTI_TASK_DATASETS = tuple(d.name for d in BUILTIN_DATASETS.values() if d.named_tasks)  # datasets with named training tasks
 UPLOADED_PREFIX = "ds_"  # datasets uploaded through the API, named by id
 MAX_STEPS = 1_000_000
 MAX_SHOTS = 1000  # k_shot and k_query
@@ -98,16 +99,13 @@ class TrainingConfig(Config):
 SPLIT_KEYS = ("val_fraction", "test_fraction")
 # (val_fraction, test_fraction) of each dataset whose classes (or tasks) are split; uploaded
 # datasets (ds_...) take UPLOADED_FRACTIONS. Others draw new tasks for every split.
-SPLIT_DEFAULTS: dict[str, tuple[float, float]] = {"omniglot": (0.1, 0.25), "mnist": DEFAULT_FRACTIONS}
+SPLIT_DEFAULTS: dict[str, tuple[float, float]] = {
+    d.name: d.split_fractions for d in BUILTIN_DATASETS.values() if d.split_fractions is not None
+}
 UPLOADED_FRACTIONS = (SPLIT_FRACTION, SPLIT_FRACTION)
 
 
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "sinusoid": {"k_shot": 10, "k_query": 10, "meta_batch_size": 25, "inner_lr": 0.01},
-    "omniglot": {"n_way": 5, "k_shot": 1, "k_query": 15, "meta_batch_size": 32, "inner_lr": 0.4},
-    "mnist": {"n_way": 5, "k_shot": 1, "k_query": 15, "meta_batch_size": 32, "inner_lr": 0.4},
-    "mtl-synthetic": {"k_shot": 10, "k_query": 118, "eval_episodes": 100, "inner_lr": 0.01},  # meta_batch_size: num_tasks
-}
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {d.name: d.defaults for d in BUILTIN_DATASETS.values()}
 
 
 @dataclass(frozen=True)

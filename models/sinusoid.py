@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from models.episodes import Episode, ProblemSpec, Split, SupervisedBatch
+from models.modality import VectorModality
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class SinusoidTasks:
 
     @property
     def spec(self) -> ProblemSpec:
-        return ProblemSpec(input_shape=(1,), output="regression", output_dim=1)
+        return ProblemSpec.of(VectorModality((1,)), "regression", output_dim=1)
 
     def sample(self, split: Split, n_tasks: int, generator: torch.Generator) -> list[Episode]:
         return [self._episode(generator) for _ in range(n_tasks)]

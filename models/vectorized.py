@@ -8,23 +8,17 @@ a meta-batch must have the same support and query shapes (same ways, shots and q
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextvars import ContextVar
 
 import torch
 from torch import Tensor
 
 from models.episodes import Episode
+from models.vmap_state import IN_VMAP as _IN_VMAP
+from models.vmap_state import in_vmap
+
+__all__ = ["TaskOutputs", "in_vmap", "stack_episodes", "vmap_query_outputs"]
 
 TaskOutputs = Callable[[Tensor, Tensor, Tensor], Tensor]  # (support_x, support_y, query_x) -> query outputs
-
-# True while vmap_query_outputs runs: code that has a faster eager path (BatchNorm's fused
-# kernel, the inner loop's torch.autograd.grad) takes its torch.func-safe path instead.
-_IN_VMAP: ContextVar[bool] = ContextVar("in_vmap", default=False)
-
-
-def in_vmap() -> bool:
-    """Whether the caller runs under vmap_query_outputs (tasks vectorized by torch.func.vmap)."""
-    return _IN_VMAP.get()
 
 
 def stack_episodes(episodes: list[Episode]) -> Episode:

@@ -7,8 +7,6 @@ finite in float32, the precision the models compute in.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +15,8 @@ import numpy as np
 import torch
 
 from models.episodes import ProblemSpec
-from models.images import ImageTooLarge, model_input, open_image
+from models.modality import DecodeContext, InputError
+from models.modality.base import out_of_range
 from service.errors import InvalidInput, PayloadTooLarge
 from store.settings import Settings, get_settings
 
@@ -48,8 +47,12 @@ class InputBudget:
             )
 
 
-def parse_inputs(values: list[Any], spec: ProblemSpec, param: str, budget: InputBudget | None = None) -> torch.Tensor:
-    """A batch [n, *input_shape] float32 from numeric nested lists or base64 images.
+def parse_inputs(
+    values: list[Any], spec: ProblemSpec, param: str, budget: InputBudget | None = None, conversions: list[str] | None = None,
+) -> torch.Tensor:
+    """A batch [n, *input_shape] float32, each item decoded by the spec's modality (nested lists of
+    numbers; base64 PNG/JPEG files for images). `conversions` (when given) collects what was
+    converted on the way, e.g. a colour image given to a greyscale model.
 
     `budget` defaults to the process settings' (one per request: it counts the pixels decoded).
     """
@@ -58,73 +61,22 @@ def parse_inputs(values: list[Any], spec: ProblemSpec, param: str, budget: Input
     if len(values) > MAX_ITEMS:
         raise InvalidInput(f"{param} has {len(values)} items, at most {MAX_ITEMS} are taken", param=param)
     budget = budget or InputBudget.from_settings(get_settings())
-    numbers = sum(not isinstance(v, str) for v in values) * math.prod(spec.input_shape)
+    modality = spec.modality
+    numbers = sum(modality.json_numbers(v) for v in values)
     if numbers > budget.request_numbers:
         raise PayloadTooLarge(
             f"{param} holds {numbers} numbers; at most {budget.request_numbers} are taken per request "
             "(setting FEWSHOT_MAX_REQUEST_NUMBERS): split the inputs over several requests",
             param=param, code="too_many_numbers",
         )
-    rows = [_parse_one(v, spec, f"{param}[{i}]", budget) for i, v in enumerate(values)]
+    context = DecodeContext(budget.image_pixels, budget.take_pixels)
+    try:
+        rows = [modality.decode_json(v, f"{param}[{i}]", context) for i, v in enumerate(values)]
+    except InputError as exc:
+        raise InvalidInput(str(exc), param=exc.param, code=exc.code) from None
+    if conversions is not None:
+        conversions.extend(context.conversions)
     return torch.from_numpy(np.stack(rows))
-
-
-def _parse_one(value: Any, spec: ProblemSpec, param: str, budget: InputBudget) -> np.ndarray:
-    shape = tuple(spec.input_shape)
-    if isinstance(value, str):
-        if spec.image is None:
-            raise InvalidInput(f"{param}: this model takes numeric inputs of shape {list(shape)}, not images", param=param, code="invalid_input_type")
-        pixels = _decode(_b64decode(value, param), spec, param, budget)  # [1, size, size]
-        if pixels.shape != shape:
-            pixels = np.broadcast_to(pixels, shape).copy() if pixels.shape[1:] == shape[1:] else pixels
-        return pixels
-    if isinstance(value, bool) or not isinstance(value, (int, float, list)):
-        raise InvalidInput(f"{param} must be a nested list of numbers{' or a base64 image' if spec.image else ''}", param=param, code="invalid_input_type")
-    if shape == (1,) and isinstance(value, (int, float)):
-        value = [value]
-    if isinstance(value, list) and shape and len(value) != shape[0]:  # before converting a list of any size
-        raise InvalidInput(f"{param} has {len(value)} items at its first level, the model takes shape {list(shape)}", param=param, code="invalid_input_shape")
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except OverflowError:
-        raise _out_of_range(param) from None
-    except (ValueError, TypeError):
-        raise InvalidInput(f"{param} is not a rectangular nested list of numbers", param=param, code="invalid_input_type") from None
-    if arr.dtype == object or arr.shape != shape:
-        raise InvalidInput(f"{param} has shape {list(arr.shape)}, the model takes {list(shape)}", param=param, code="invalid_input_shape")
-    if not np.isfinite(arr).all():
-        raise InvalidInput(f"{param} contains NaN or infinity", param=param, code="non_finite_input")
-    if arr.size and np.abs(arr).max() > FLOAT32_MAX:
-        raise _out_of_range(param)
-    return arr.astype(np.float32)
-
-
-def _out_of_range(param: str) -> InvalidInput:
-    return InvalidInput(
-        f"{param} holds a value outside float32's finite range (|x| <= {FLOAT32_MAX:.8g}), which the models "
-        "compute in; rescale the values", param=param, code="out_of_range",
-    )
-
-
-def _decode(data: bytes, spec: ProblemSpec, param: str, budget: InputBudget) -> np.ndarray:
-    assert spec.image is not None
-    try:
-        with open_image(data, budget.image_pixels) as image:  # the header only: no pixel decoded yet
-            budget.take_pixels(*image.size, param)
-            return model_input(image, spec.image)
-    except ImageTooLarge as exc:
-        raise InvalidInput(f"{param} is {exc}", param=param, code="image_too_large") from None
-    except ValueError as exc:
-        raise InvalidInput(f"{param}: {exc}", param=param, code="invalid_image") from None
-
-
-def _b64decode(value: str, param: str) -> bytes:
-    if value.startswith("data:"):
-        value = value.partition(",")[2]
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidInput(f"{param} is not valid base64", param=param, code="invalid_base64") from None
 
 
 def check_finite_outputs(outputs: torch.Tensor, param: str) -> None:
@@ -193,7 +145,8 @@ def _targets(labels: list[Any], spec: ProblemSpec, param: str) -> ParsedLabels:
         if not finite:
             raise InvalidInput(f"{param}[{i}] contains NaN or infinity", param=f"{param}[{i}]", code="non_finite_label")
         if not in_range:
-            raise _out_of_range(f"{param}[{i}]")
+            exc = out_of_range(f"{param}[{i}]")
+            raise InvalidInput(str(exc), param=exc.param, code=exc.code)
         rows.append(row)
     if scalar and spec.output_dim != 1:
         raise InvalidInput(f"{param} must hold lists of {spec.output_dim} numbers", param=param, code="invalid_label")

@@ -109,6 +109,11 @@ class ModelPublic(BaseModel):
     ways: int | None
     output_dim: int | None
     accepts_images: bool
+    modality: Literal["image", "vector"] = Field(description="what an input is: an image or a vector of numbers")
+    modality_params: dict[str, Any] = Field(
+        description="image: channels (1 greyscale, 3 colour), size (square side in pixels), invert; "
+                    "vector: features, standardized (whether raw inputs are standardised with training statistics)"
+    )
     config: dict[str, Any]
     metrics: dict[str, Any]
     training_tasks: dict[str, str] = Field(
@@ -156,6 +161,9 @@ class TaskPublic(BaseModel):
     error: str | None
     created_at: datetime
     ready_at: datetime | None
+    conversions: list[str] = Field(
+        default_factory=list, description="support inputs converted to the model's modality (e.g. a colour image "
+                                          "given to a greyscale model), in the response that created the task")
 
 
 class TasksPublic(BaseModel):
@@ -175,6 +183,8 @@ class PredictionsPublic(BaseModel):
     predictions: list[Any]
     probabilities: list[list[float]] | None = None
     labels: list[Any] | None = None
+    conversions: list[str] = Field(
+        default_factory=list, description="inputs converted to the model's modality (e.g. a colour image given to a greyscale model)")
 
 
 class Health(BaseModel):
@@ -193,9 +203,12 @@ class DatasetPublic(BaseModel):
     id: str = Field(description="a built-in's name (sinusoid, omniglot, ...) or an uploaded dataset's ds_ id")
     name: str
     builtin: bool
-    format: Literal["builtin", "npz", "images"]
+    format: Literal["builtin", "npz", "images", "csv"]
     output: Literal["classification", "regression"]
     input_shape: list[int] | None
+    modality: Literal["image", "vector"] = Field(description="what an input is: an image or a vector of numbers")
+    modality_params: dict[str, Any] | None = Field(
+        description="image: channels, size, invert; vector: features (null when the job's config sets them)")
     description: str | None = None
     summary: dict[str, Any] = Field(default_factory=dict, description="examples, classes or tasks, per-group counts")
     size_bytes: int | None = None

@@ -24,7 +24,7 @@ from models.episodes import Episode, ProblemSpec
 from models.learners.attention import AttentionReader
 from models.learners.base import AdaptOptions, Channels, Learner, MetaRate, Params, Width, Widths
 from models.learners.mann import MANNReader
-from models.nets import MLP, Conv4
+from models.nets import SupportNormConv4, VectorEmbedding  # noqa: F401 - where tests and callers found them
 
 
 class BlackBoxConfig(Config):
@@ -46,63 +46,12 @@ class BlackBoxConfig(Config):
         return self
 
 
-class SupportNormConv4(nn.Module):
-    """Conv4's blocks, normalised by the support set's per-task statistics (stored in phi)."""
-
-    def __init__(self, in_channels: int, image_size: int, channels: int) -> None:
-        super().__init__()
-        self.conv4 = Conv4(in_channels, image_size, out_dim=1, channels=channels)
-        self.conv4.head = nn.Identity()  # type: ignore[assignment]  # the reader predicts, not Conv4
-        self.embedding_dim = self.conv4.embedding_dim
-
-    def forward(self, x: Tensor, stats: Params | None = None) -> tuple[Tensor, Params]:
-        """x: [T, S, C, H, W] -> embeddings [T, S, D] and the statistics used, [T, channels] each.
-
-        Without `stats` each task's own batch statistics are used (the support pass)."""
-        t, s = x.shape[:2]
-        h = x.flatten(0, 1)  # [T*S, C, H, W]
-        used: Params = {}
-        for i, block in enumerate(self.conv4.features):
-            z = block.conv(h).unflatten(0, (t, s))  # [T, S, C', H', W']
-            if stats is None:
-                mean = z.mean(dim=(1, 3, 4))  # [T, C']
-                var = (z - mean[:, None, :, None, None]).pow(2).mean(dim=(1, 3, 4))
-            else:
-                mean, var = stats[f"norm.{i}.mean"], stats[f"norm.{i}.var"]
-            used[f"norm.{i}.mean"], used[f"norm.{i}.var"] = mean, var
-            z_hat = (z - mean[:, None, :, None, None]) * torch.rsqrt(var + block.norm.eps)[:, None, :, None, None]
-            z = z_hat * block.norm.weight.view(1, 1, -1, 1, 1) + block.norm.bias.view(1, 1, -1, 1, 1)
-            h = F.max_pool2d(F.relu(z.flatten(0, 1)), 2)
-        return h.flatten(1).unflatten(0, (t, s)), used
-
-
-class VectorEmbedding(nn.Module):
-    def __init__(self, in_dim: int, hidden: list[int]) -> None:
-        super().__init__()
-        self.mlp = MLP(in_dim, hidden, out_dim=1)
-        self.mlp.head = nn.Identity()  # type: ignore[assignment]
-        self.embedding_dim = self.mlp.embedding_dim
-
-    def forward(self, x: Tensor, stats: Params | None = None) -> tuple[Tensor, Params]:  # [T, S, ...] -> [T, S, D]
-        return self.mlp.embed(x.flatten(0, 1)).unflatten(0, x.shape[:2]), {}
-
-
 class BlackBoxNet(nn.Module):
     """All of theta: the embedding and the reader."""
 
     def __init__(self, spec: ProblemSpec, config: BlackBoxConfig) -> None:
         super().__init__()
-        self.embedding: SupportNormConv4 | VectorEmbedding
-        if len(spec.input_shape) == 3:
-            c, h, w = spec.input_shape
-            if h != w:
-                raise ValueError(f"Conv4 takes square images, got input shape {spec.input_shape}")
-            self.embedding = SupportNormConv4(c, h, config.channels)
-        else:
-            in_dim = 1
-            for d in spec.input_shape:
-                in_dim *= d
-            self.embedding = VectorEmbedding(in_dim, config.hidden)
+        self.embedding = spec.modality.support_encoder(config.hidden, config.channels)
         slots = spec.n_way if spec.output == "classification" else spec.output_dim
         dim = self.embedding.embedding_dim
         self.reader: MANNReader | AttentionReader

@@ -7,7 +7,6 @@ fits a new phi on its support set with the shared parameters frozen.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
 import torch
@@ -117,7 +116,7 @@ class MultiTaskLearner(Learner):
             raise ValueError(f"task_weights has {len(config.task_weights)} weights for {self.num_tasks} tasks")
         self.regression = spec.output == "regression"
         out_dim = spec.output_dim if self.regression else spec.n_way
-        in_dim = math.prod(spec.input_shape)
+        in_dim = spec.modality.features
         self.net = build_network(config, self.num_tasks, in_dim, out_dim)
         self.weighting = LossWeighting(self.num_tasks, config.weighting, config.task_weights, self.regression)
         self.scaler = TargetScaler(self.num_tasks, out_dim)
@@ -187,7 +186,8 @@ class MultiTaskLearner(Learner):
             xs.setdefault(task, []).extend([ep.support_x, ep.query_x])
             ys.setdefault(task, []).extend([ep.support_y, ep.query_y])
         dev = self.device
-        return {t: (torch.cat(xs[t]).flatten(1).to(dev), torch.cat(ys[t]).to(dev)) for t in sorted(xs)}
+        as_vector = self.spec.modality.as_vector  # [B, *input_shape] -> [B, features], standardised for vectors
+        return {t: (as_vector(torch.cat(xs[t])).to(dev), torch.cat(ys[t]).to(dev)) for t in sorted(xs)}
 
     def _scaled(self, task: int, y: Tensor) -> Tensor:
         if not self.scaling:
@@ -240,7 +240,7 @@ class MultiTaskLearner(Learner):
             raise ValueError(f"inner_steps must be between 0 and {MAX_ADAPT_STEPS}")
         lr = options.inner_lr if options.inner_lr is not None else self.config.adapt_lr
         extra = self._output_entries(None, support_y)
-        x = support_x.flatten(1)
+        x = self.spec.modality.as_vector(support_x)
         y = (support_y - extra[TARGET_MEAN]) / extra[TARGET_STD] if self.scaling else support_y
         start = self.net.new_task_params(torch.Generator().manual_seed(ADAPT_SEED))
         phi = {k: v.detach().to(self.device, copy=True) for k, v in start.items()}
@@ -253,7 +253,7 @@ class MultiTaskLearner(Learner):
     def predict(self, phi: Params, x: Tensor) -> Tensor:
         net_phi = {k: v for k, v in phi.items() if k not in (TARGET_MEAN, TARGET_STD, NUM_CLASSES)}
         with torch.no_grad():
-            out = self.net.forward_task(net_phi, x.flatten(1).to(self.device))
+            out = self.net.forward_task(net_phi, self.spec.modality.as_vector(x.to(self.device)))
             if TARGET_MEAN in phi:
                 out = out * phi[TARGET_STD] + phi[TARGET_MEAN]
             if NUM_CLASSES in phi:

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from models.episodes import Episode, ProblemSpec, Split
 from models.mnist import MNIST_FORMAT
+from models.modality import ImageModality
 from models.multitask.families import TaskEpisode, task_order
 
 HELD_OUT_FRACTION = 0.2
@@ -37,7 +38,7 @@ class MnistDigitGroups:
     @property
     def spec(self) -> ProblemSpec:
         size = self.images.shape[-1]
-        return ProblemSpec((1, size, size), "classification", n_way=self.n_way, image=MNIST_FORMAT)
+        return ProblemSpec.of(ImageModality(1, size, MNIST_FORMAT.invert), "classification", n_way=self.n_way)
 
     @property
     def task_names(self) -> list[str]:

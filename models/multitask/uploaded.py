@@ -5,6 +5,8 @@ examples train, the rest score it (held_out)."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -35,9 +37,10 @@ class UploadedTasks:
         if data.output == "classification" and self.n_way < 2:
             raise ValueError("every classification task needs at least two classes")
 
-    @property
+    @functools.cached_property
     def spec(self) -> ProblemSpec:
-        return self.data.spec(self.n_way)
+        """Vector inputs standardised with the statistics of the training tasks' examples."""
+        return self.data.spec(self.n_way, torch.cat([self.members[t] for t in self.splits["train"]]))
 
     @property
     def task_names(self) -> list[str]:

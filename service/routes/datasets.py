@@ -1,17 +1,19 @@
-"""Datasets: the built-ins, and uploads (npz arrays or a zip of class folders of images)."""
+"""Datasets: the built-ins, and uploads (npz arrays, a CSV table or a zip of class folders of images)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.arrays import ArrayData, DatasetError, read_image_zip, read_npz
-from models.episodes import ImageFormat
+from models.arrays import ArrayData, DatasetError, read_csv, read_image_zip, read_npz
+from models.datasets import BUILTIN_DATASETS
+from models.modality import legacy_modality, modality_from_json
 from service.deps import ArtifactsDep, IdempotencyDep, SessionDep, SettingsDep, TenantDep
 from service.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from service.routes.common import BODY_ERRORS, Cursor, ObjectId, errors
@@ -22,27 +24,23 @@ from store.ids import new_id
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
-IMAGE_28 = [1, 28, 28]
 NAME_PATTERN = r"^[^\x00-\x1f\x7f]*$"  # printable: no control characters (PostgreSQL refuses NUL)
 BUILTINS: dict[str, DatasetPublic] = {
-    d.id: d for d in (
-        DatasetPublic(id="sinusoid", name="sinusoid", builtin=True, format="builtin", output="regression", input_shape=[1],
-                      description="y = A sin(x - phase), A ~ U[0.1, 5], phase ~ U[0, pi], x ~ U[-5, 5] (MAML paper)"),
-        DatasetPublic(id="omniglot", name="omniglot", builtin=True, format="builtin", output="classification",
-                      input_shape=IMAGE_28,
-                      description="1623 handwritten characters of 50 alphabets, 20 drawings each; disjoint class splits"),
-        DatasetPublic(id="mnist", name="mnist", builtin=True, format="builtin", output="classification",
-                      input_shape=IMAGE_28, description="handwritten digits; digits 0-4 meta-train, 5-9 meta-test"),
-        DatasetPublic(id="mtl-synthetic", name="mtl-synthetic", builtin=True, format="builtin", output="regression",
-                      input_shape=None, description="the MMoE paper's synthetic tasks of tunable correlation"),
+    d.name: DatasetPublic(
+        id=d.name, name=d.name, builtin=True, format="builtin", output=d.output, description=d.description,
+        input_shape=None if d.modality is None else list(d.modality.input_shape), **d.public(),
     )
+    for d in BUILTIN_DATASETS.values()
 }
 
 
 def dataset_public(ds: Dataset) -> DatasetPublic:
+    stored = ds.spec.get("modality")  # rows written before modalities: derived from the shape and image format
+    modality = modality_from_json(stored) if stored else legacy_modality(ds.spec["input_shape"], ds.spec.get("image"))
     return DatasetPublic(
         id=ds.id, name=ds.name, builtin=False, format=ds.format, output=ds.output,  # type: ignore[arg-type]
         input_shape=list(ds.spec["input_shape"]), summary=ds.summary, size_bytes=ds.size_bytes, created_at=ds.created_at,
+        **modality.public(),
     )
 
 
@@ -53,13 +51,25 @@ def get_dataset_or_404(session: Session, dataset_id: str, tenant: str) -> Datase
     return ds
 
 
-def _parse(content: bytes, filename: str, image_size: int, invert: bool, max_image_pixels: int) -> tuple[str, ArrayData]:
-    """npz when the archive holds .npy arrays (or is named .npz), else a zip of class folders."""
+@dataclass(frozen=True)
+class UploadOptions:
+    """The form fields that say how to read an upload."""
+
+    image_size: int
+    invert: bool
+    channels: int | None
+    label_column: str
+
+
+def _parse(content: bytes, filename: str, options: UploadOptions, max_image_pixels: int) -> tuple[str, ArrayData]:
+    """npz when the archive holds .npy arrays (or is named .npz), CSV when named .csv, else a zip of class folders."""
     is_npz = filename.lower().endswith(".npz") or (content[:2] == b"PK" and b".npy" in content[:4096])
     try:
         if is_npz:
             return "npz", read_npz(content)
-        return "images", read_image_zip(content, ImageFormat(size=image_size, invert=invert), max_image_pixels)
+        if filename.lower().endswith(".csv"):
+            return "csv", read_csv(content, options.label_column)
+        return "images", read_image_zip(content, options.image_size, options.invert, options.channels, max_image_pixels)
     except DatasetError as exc:
         raise InvalidInput(str(exc), param="file", code="invalid_dataset") from None
 
@@ -67,27 +77,33 @@ def _parse(content: bytes, filename: str, image_size: int, invert: bool, max_ima
 @router.post("", status_code=201, operation_id="create_dataset", response_model=DatasetPublic,
              responses=errors(*BODY_ERRORS, 404, 409))
 def create_dataset(
-    file: Annotated[UploadFile, File(description="an .npz (x, y, optional task) or a .zip of class folders of images")],
+    file: Annotated[UploadFile, File(description="an .npz (x, y, optional task), a .csv (header row, numeric features, "
+                                                 "a label column, optional task column) or a .zip of class folders of images")],
     session: SessionDep, store: ArtifactsDep, settings: SettingsDep, tenant: TenantDep, idem: IdempotencyDep,
     name: Annotated[str | None, Form(max_length=255, pattern=NAME_PATTERN, description="defaults to the file name")] = None,
     image_size: Annotated[int, Form(ge=8, le=256, description="images are resized to this square size")] = 28,
     invert: Annotated[bool, Form(description="images: invert grey levels (dark strokes on white become 1)")] = False,
+    channels: Annotated[int | None, Form(
+        description="images: 1 (greyscale) or 3 (colour); default: 1 when every image is greyscale, else 3")] = None,
+    label_column: Annotated[str, Form(min_length=1, max_length=255, description="csv: the column of labels")] = "label",
 ) -> DatasetPublic:
     content = file.file.read(settings.max_upload_bytes + 1)
     if len(content) > settings.max_upload_bytes:
         raise PayloadTooLarge(f"the upload exceeds {settings.max_upload_bytes} bytes", param="file")
     filename = re.sub(r"[\x00-\x1f\x7f]", "", file.filename or "") or "upload"  # stored as the default name
     label = (name or filename)[:255]
-    fingerprint = hashlib.sha256(content).hexdigest() + f"|{label}|{image_size}|{invert}"
+    if channels not in (None, 1, 3):
+        raise InvalidInput(f"channels must be 1 (greyscale) or 3 (colour), got {channels}", param="channels", code="invalid_channels")
+    options = UploadOptions(image_size, invert, channels, label_column)
+    fingerprint = hashlib.sha256(content).hexdigest() + f"|{label}|{image_size}|{invert}|{channels}|{label_column}"
     existing = idem.begin(fingerprint)
     if existing is not None:
         return dataset_public(get_dataset_or_404(session, existing, tenant))
     try:
-        kind, data = _parse(content, filename, image_size, invert, settings.max_image_pixels)
+        kind, data = _parse(content, filename, options, settings.max_image_pixels)
         dataset_id = new_id("ds")
         size = store.save(dataset_key(dataset_id), data.tensors(), metadata=data.metadata())
-        spec: dict[str, Any] = {"input_shape": data.input_shape, "counts": data.counts(),
-                                "image": None if data.image is None else {"size": image_size, "invert": invert}}
+        spec: dict[str, Any] = {"input_shape": data.input_shape, "counts": data.counts(), "modality": data.modality.to_json()}
         ds = Dataset(id=dataset_id, tenant_id=tenant, name=label, format=kind, output=data.output, spec=spec,
                      summary=data.summary(), artifact=dataset_key(dataset_id), size_bytes=size)
         session.add(ds)

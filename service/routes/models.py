@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models.episodes import ProblemSpec
 from service.deps import ArtifactsDep, PredictorDep, SessionDep, TenantDep
 from service.errors import NotFound
 from service.routes.common import Cursor, ObjectId, errors
@@ -29,13 +30,14 @@ def training_tasks(session: Session, model_ids: list[str]) -> dict[str, dict[str
 
 def model_public(model: Model, tasks: dict[str, str] | None = None) -> ModelPublic:
     spec = model.spec
+    modality = ProblemSpec.from_json(spec).modality
     classification = spec["output"] == "classification"
     return ModelPublic(
         id=model.id, job_id=model.job_id, algorithm=model.algorithm, dataset=model.dataset,
         input_shape=list(spec["input_shape"]), output=spec["output"],
         ways=spec["n_way"] if classification else None,
         output_dim=None if classification else spec["output_dim"],
-        accepts_images=spec.get("image") is not None,
+        accepts_images=modality.name == "image", **modality.public(),
         config=model.learner_config, metrics=model.metrics, training_tasks=tasks or {},
         splits=ModelSplitsPublic.model_validate(model.splits) if model.splits is not None else None,
         created_at=model.created_at,

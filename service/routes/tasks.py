@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import torch
@@ -79,6 +79,7 @@ class _NewTask:
     tenant: str
     idempotency_key: str | None
     task_id: str
+    conversions: list[str] = field(default_factory=list)  # what parsing converted (colour, ...), for the answer
 
 
 def _record_and_send(new: _NewTask, marks: Marks) -> tuple[Task, bool]:
@@ -94,7 +95,7 @@ def _record_and_send(new: _NewTask, marks: Marks) -> tuple[Task, bool]:
     with session_scope(state.db_url) as session:
         model = get_model_or_404(session, new.model_id, new.tenant)
         spec = ProblemSpec.from_json(model.spec)
-        x = parse_inputs(new.body.support.inputs, spec, "support.inputs", InputBudget.from_settings(settings))
+        x = parse_inputs(new.body.support.inputs, spec, "support.inputs", InputBudget.from_settings(settings), new.conversions)
         labels = parse_labels(new.body.support.labels, len(x), spec)
         marks.append(("parse", time.perf_counter()))
         idem = Idempotency(
@@ -215,7 +216,9 @@ async def create_task(
             finally:
                 waiter.forget(new.task_id)
     response.headers["Server-Timing"] = _server_timing(marks)
-    return _answer(task, response)
+    answer = _answer(task, response)
+    answer.conversions = new.conversions
+    return answer
 
 
 @router.get("/v1/tasks/{task_id}", operation_id="get_task", response_model=TaskPublic, responses=errors(404))
@@ -262,7 +265,8 @@ def _predict(request: Request, task_id: str, inputs: list[Any], predictor: Predi
             raise Conflict(f"task {task_id} is {task.status}, not ready; predictions need a ready task", param="task_id", code="task_not_ready")
         learners = predictor.learner_for(task.model_id, lambda: _model_row(conn, task.model_id))
     spec = learners.spec
-    x = parse_inputs(inputs, spec, "inputs", InputBudget.from_settings(request.app.state.settings))
+    conversions: list[str] = []
+    x = parse_inputs(inputs, spec, "inputs", InputBudget.from_settings(request.app.state.settings), conversions)
     start = time.perf_counter()
     outputs = predictor.run(learners, task_id, task.artifact, x)
     request.app.state.metrics.prediction_seconds.observe(time.perf_counter() - start)
@@ -271,10 +275,12 @@ def _predict(request: Request, task_id: str, inputs: list[Any], predictor: Predi
         probs = torch.softmax(outputs, dim=-1)
         labels: list[Any] = task.labels or []
         predictions = [labels[i] for i in probs.argmax(dim=-1).tolist()]
-        answer = PredictionsPublic(task_id=task_id, predictions=predictions, probabilities=probs.tolist(), labels=labels)
+        answer = PredictionsPublic(task_id=task_id, predictions=predictions, probabilities=probs.tolist(), labels=labels,
+                                   conversions=conversions)
     else:
         rows = outputs.tolist()
-        answer = PredictionsPublic(task_id=task_id, predictions=[r[0] for r in rows] if task.scalar_targets else rows)
+        answer = PredictionsPublic(task_id=task_id, predictions=[r[0] for r in rows] if task.scalar_targets else rows,
+                                   conversions=conversions)
     return answer.model_dump_json().encode()
 
 

@@ -7,6 +7,8 @@ from .checkpoint_public_metrics import CheckpointPublicMetrics
 from .checkpoints_public import CheckpointsPublic
 from .dataset_public import DatasetPublic
 from .dataset_public_format import DatasetPublicFormat
+from .dataset_public_modality import DatasetPublicModality
+from .dataset_public_modality_params_type_0 import DatasetPublicModalityParamsType0
 from .dataset_public_output import DatasetPublicOutput
 from .dataset_public_summary import DatasetPublicSummary
 from .datasets_public import DatasetsPublic
@@ -32,6 +34,8 @@ from .list_jobs_status_type_0 import ListJobsStatusType0
 from .model_public import ModelPublic
 from .model_public_config import ModelPublicConfig
 from .model_public_metrics import ModelPublicMetrics
+from .model_public_modality import ModelPublicModality
+from .model_public_modality_params import ModelPublicModalityParams
 from .model_public_output import ModelPublicOutput
 from .model_public_training_tasks import ModelPublicTrainingTasks
 from .model_splits_public import ModelSplitsPublic
@@ -55,6 +59,8 @@ __all__ = (
     "CheckpointsPublic",
     "DatasetPublic",
     "DatasetPublicFormat",
+    "DatasetPublicModality",
+    "DatasetPublicModalityParamsType0",
     "DatasetPublicOutput",
     "DatasetPublicSummary",
     "DatasetsPublic",
@@ -80,6 +86,8 @@ __all__ = (
     "ModelPublic",
     "ModelPublicConfig",
     "ModelPublicMetrics",
+    "ModelPublicModality",
+    "ModelPublicModalityParams",
     "ModelPublicOutput",
     "ModelPublicTrainingTasks",
     "ModelSplitsPublic",

@@ -17,24 +17,38 @@ T = TypeVar("T", bound="BodyCreateDataset")
 class BodyCreateDataset:
     """
     Attributes:
-        file (File): an .npz (x, y, optional task) or a .zip of class folders of images
+        file (File): an .npz (x, y, optional task), a .csv (header row, numeric features, a label column, optional task
+            column) or a .zip of class folders of images
+        channels (int | None | Unset): images: 1 (greyscale) or 3 (colour); default: 1 when every image is greyscale,
+            else 3
         image_size (int | Unset): images are resized to this square size Default: 28.
         invert (bool | Unset): images: invert grey levels (dark strokes on white become 1) Default: False.
+        label_column (str | Unset): csv: the column of labels Default: 'label'.
         name (None | str | Unset): defaults to the file name
     """
 
     file: File
+    channels: int | None | Unset = UNSET
     image_size: int | Unset = 28
     invert: bool | Unset = False
+    label_column: str | Unset = "label"
     name: None | str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         file = self.file.to_tuple()
 
+        channels: int | None | Unset
+        if isinstance(self.channels, Unset):
+            channels = UNSET
+        else:
+            channels = self.channels
+
         image_size = self.image_size
 
         invert = self.invert
+
+        label_column = self.label_column
 
         name: None | str | Unset
         if isinstance(self.name, Unset):
@@ -49,10 +63,14 @@ class BodyCreateDataset:
                 "file": file,
             }
         )
+        if channels is not UNSET:
+            field_dict["channels"] = channels
         if image_size is not UNSET:
             field_dict["image_size"] = image_size
         if invert is not UNSET:
             field_dict["invert"] = invert
+        if label_column is not UNSET:
+            field_dict["label_column"] = label_column
         if name is not UNSET:
             field_dict["name"] = name
 
@@ -63,11 +81,20 @@ class BodyCreateDataset:
 
         files.append(("file", self.file.to_tuple()))
 
+        if not isinstance(self.channels, Unset):
+            if isinstance(self.channels, int):
+                files.append(("channels", (None, str(self.channels).encode(), "text/plain")))
+            else:
+                files.append(("channels", (None, str(self.channels).encode(), "text/plain")))
+
         if not isinstance(self.image_size, Unset):
             files.append(("image_size", (None, str(self.image_size).encode(), "text/plain")))
 
         if not isinstance(self.invert, Unset):
             files.append(("invert", (None, str(self.invert).encode(), "text/plain")))
+
+        if not isinstance(self.label_column, Unset):
+            files.append(("label_column", (None, str(self.label_column).encode(), "text/plain")))
 
         if not isinstance(self.name, Unset):
             if isinstance(self.name, str):
@@ -85,9 +112,20 @@ class BodyCreateDataset:
         d = dict(src_dict)
         file = File(payload=BytesIO(d.pop("file")))
 
+        def _parse_channels(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        channels = _parse_channels(d.pop("channels", UNSET))
+
         image_size = d.pop("image_size", UNSET)
 
         invert = d.pop("invert", UNSET)
+
+        label_column = d.pop("label_column", UNSET)
 
         def _parse_name(data: object) -> None | str | Unset:
             if data is None:
@@ -100,8 +138,10 @@ class BodyCreateDataset:
 
         body_create_dataset = cls(
             file=file,
+            channels=channels,
             image_size=image_size,
             invert=invert,
+            label_column=label_column,
             name=name,
         )
 

@@ -8,10 +8,12 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 from ..models.dataset_public_format import DatasetPublicFormat
+from ..models.dataset_public_modality import DatasetPublicModality
 from ..models.dataset_public_output import DatasetPublicOutput
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
+    from ..models.dataset_public_modality_params_type_0 import DatasetPublicModalityParamsType0
     from ..models.dataset_public_summary import DatasetPublicSummary
 
 
@@ -26,6 +28,9 @@ class DatasetPublic:
         format_ (DatasetPublicFormat):
         id (str): a built-in's name (sinusoid, omniglot, ...) or an uploaded dataset's ds_ id
         input_shape (list[int] | None):
+        modality (DatasetPublicModality): what an input is: an image or a vector of numbers
+        modality_params (DatasetPublicModalityParamsType0 | None): image: channels, size, invert; vector: features (null
+            when the job's config sets them)
         name (str):
         output (DatasetPublicOutput):
         created_at (datetime.datetime | None | Unset):
@@ -39,6 +44,8 @@ class DatasetPublic:
     format_: DatasetPublicFormat
     id: str
     input_shape: list[int] | None
+    modality: DatasetPublicModality
+    modality_params: DatasetPublicModalityParamsType0 | None
     name: str
     output: DatasetPublicOutput
     created_at: datetime.datetime | None | Unset = UNSET
@@ -49,6 +56,8 @@ class DatasetPublic:
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        from ..models.dataset_public_modality_params_type_0 import DatasetPublicModalityParamsType0  # noqa: PLC0415
+
         builtin = self.builtin
 
         format_ = self.format_.value
@@ -61,6 +70,14 @@ class DatasetPublic:
 
         else:
             input_shape = self.input_shape
+
+        modality = self.modality.value
+
+        modality_params: dict[str, Any] | None
+        if isinstance(self.modality_params, DatasetPublicModalityParamsType0):
+            modality_params = self.modality_params.to_dict()
+        else:
+            modality_params = self.modality_params
 
         name = self.name
 
@@ -100,6 +117,8 @@ class DatasetPublic:
                 "format": format_,
                 "id": id,
                 "input_shape": input_shape,
+                "modality": modality,
+                "modality_params": modality_params,
                 "name": name,
                 "output": output,
             }
@@ -119,6 +138,7 @@ class DatasetPublic:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        from ..models.dataset_public_modality_params_type_0 import DatasetPublicModalityParamsType0  # noqa: PLC0415
         from ..models.dataset_public_summary import DatasetPublicSummary  # noqa: PLC0415
 
         d = dict(src_dict)
@@ -142,6 +162,23 @@ class DatasetPublic:
             return cast(list[int] | None, data)
 
         input_shape = _parse_input_shape(d.pop("input_shape"))
+
+        modality = DatasetPublicModality(d.pop("modality"))
+
+        def _parse_modality_params(data: object) -> DatasetPublicModalityParamsType0 | None:
+            if data is None:
+                return data
+            try:
+                if not isinstance(data, dict):
+                    raise TypeError()
+                modality_params_type_0 = DatasetPublicModalityParamsType0.from_dict(data)
+
+                return modality_params_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(DatasetPublicModalityParamsType0 | None, data)
+
+        modality_params = _parse_modality_params(d.pop("modality_params"))
 
         name = d.pop("name")
 
@@ -198,6 +235,8 @@ class DatasetPublic:
             format_=format_,
             id=id,
             input_shape=input_shape,
+            modality=modality,
+            modality_params=modality_params,
             name=name,
             output=output,
             created_at=created_at,

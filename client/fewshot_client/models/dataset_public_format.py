@@ -3,6 +3,7 @@ from enum import StrEnum
 
 class DatasetPublicFormat(StrEnum):
     BUILTIN = "builtin"
+    CSV = "csv"
     IMAGES = "images"
     NPZ = "npz"
 

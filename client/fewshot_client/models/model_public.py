@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
+from ..models.model_public_modality import ModelPublicModality
 from ..models.model_public_output import ModelPublicOutput
 from ..types import UNSET, Unset
 
 if TYPE_CHECKING:
     from ..models.model_public_config import ModelPublicConfig
     from ..models.model_public_metrics import ModelPublicMetrics
+    from ..models.model_public_modality_params import ModelPublicModalityParams
     from ..models.model_public_training_tasks import ModelPublicTrainingTasks
     from ..models.model_splits_public import ModelSplitsPublic
 
@@ -33,6 +35,9 @@ class ModelPublic:
         input_shape (list[int]):
         job_id (str):
         metrics (ModelPublicMetrics):
+        modality (ModelPublicModality): what an input is: an image or a vector of numbers
+        modality_params (ModelPublicModalityParams): image: channels (1 greyscale, 3 colour), size (square side in
+            pixels), invert; vector: features, standardized (whether raw inputs are standardised with training statistics)
         output (ModelPublicOutput):
         output_dim (int | None):
         ways (int | None):
@@ -53,6 +58,8 @@ class ModelPublic:
     input_shape: list[int]
     job_id: str
     metrics: ModelPublicMetrics
+    modality: ModelPublicModality
+    modality_params: ModelPublicModalityParams
     output: ModelPublicOutput
     output_dim: int | None
     ways: int | None
@@ -81,6 +88,10 @@ class ModelPublic:
         job_id = self.job_id
 
         metrics = self.metrics.to_dict()
+
+        modality = self.modality.value
+
+        modality_params = self.modality_params.to_dict()
 
         output = self.output.value
 
@@ -117,6 +128,8 @@ class ModelPublic:
                 "input_shape": input_shape,
                 "job_id": job_id,
                 "metrics": metrics,
+                "modality": modality,
+                "modality_params": modality_params,
                 "output": output,
                 "output_dim": output_dim,
                 "ways": ways,
@@ -135,6 +148,7 @@ class ModelPublic:
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
         from ..models.model_public_config import ModelPublicConfig  # noqa: PLC0415
         from ..models.model_public_metrics import ModelPublicMetrics  # noqa: PLC0415
+        from ..models.model_public_modality_params import ModelPublicModalityParams  # noqa: PLC0415
         from ..models.model_public_training_tasks import ModelPublicTrainingTasks  # noqa: PLC0415
         from ..models.model_splits_public import ModelSplitsPublic  # noqa: PLC0415
 
@@ -156,6 +170,10 @@ class ModelPublic:
         job_id = d.pop("job_id")
 
         metrics = ModelPublicMetrics.from_dict(d.pop("metrics"))
+
+        modality = ModelPublicModality(d.pop("modality"))
+
+        modality_params = ModelPublicModalityParams.from_dict(d.pop("modality_params"))
 
         output = ModelPublicOutput(d.pop("output"))
 
@@ -211,6 +229,8 @@ class ModelPublic:
             input_shape=input_shape,
             job_id=job_id,
             metrics=metrics,
+            modality=modality,
+            modality_params=modality_params,
             output=output,
             output_dim=output_dim,
             ways=ways,

@@ -17,6 +17,8 @@ class PredictionsPublic:
     Attributes:
         predictions (list[Any]):
         task_id (str):
+        conversions (list[str] | Unset): inputs converted to the model's modality (e.g. a colour image given to a
+            greyscale model)
         labels (list[Any] | None | Unset):
         object_ (Literal['predictions'] | Unset):  Default: 'predictions'.
         probabilities (list[list[float]] | None | Unset):
@@ -24,6 +26,7 @@ class PredictionsPublic:
 
     predictions: list[Any]
     task_id: str
+    conversions: list[str] | Unset = UNSET
     labels: list[Any] | None | Unset = UNSET
     object_: Literal["predictions"] | Unset = "predictions"
     probabilities: list[list[float]] | None | Unset = UNSET
@@ -33,6 +36,10 @@ class PredictionsPublic:
         predictions = self.predictions
 
         task_id = self.task_id
+
+        conversions: list[str] | Unset = UNSET
+        if not isinstance(self.conversions, Unset):
+            conversions = self.conversions
 
         labels: list[Any] | None | Unset
         if isinstance(self.labels, Unset):
@@ -66,6 +73,8 @@ class PredictionsPublic:
                 "task_id": task_id,
             }
         )
+        if conversions is not UNSET:
+            field_dict["conversions"] = conversions
         if labels is not UNSET:
             field_dict["labels"] = labels
         if object_ is not UNSET:
@@ -81,6 +90,8 @@ class PredictionsPublic:
         predictions = cast(list[Any], d.pop("predictions"))
 
         task_id = d.pop("task_id")
+
+        conversions = cast(list[str], d.pop("conversions", UNSET))
 
         def _parse_labels(data: object) -> list[Any] | None | Unset:
             if data is None:
@@ -128,6 +139,7 @@ class PredictionsPublic:
         predictions_public = cls(
             predictions=predictions,
             task_id=task_id,
+            conversions=conversions,
             labels=labels,
             object_=object_,
             probabilities=probabilities,

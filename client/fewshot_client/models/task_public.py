@@ -30,6 +30,8 @@ class TaskPublic:
         ready_at (datetime.datetime | None):
         status (TaskPublicStatus):
         support_size (int):
+        conversions (list[str] | Unset): support inputs converted to the model's modality (e.g. a colour image given to
+            a greyscale model), in the response that created the task
         object_ (Literal['task'] | Unset):  Default: 'task'.
     """
 
@@ -42,6 +44,7 @@ class TaskPublic:
     ready_at: datetime.datetime | None
     status: TaskPublicStatus
     support_size: int
+    conversions: list[str] | Unset = UNSET
     object_: Literal["task"] | Unset = "task"
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
@@ -74,6 +77,10 @@ class TaskPublic:
 
         support_size = self.support_size
 
+        conversions: list[str] | Unset = UNSET
+        if not isinstance(self.conversions, Unset):
+            conversions = self.conversions
+
         object_ = self.object_
 
         field_dict: dict[str, Any] = {}
@@ -91,6 +98,8 @@ class TaskPublic:
                 "support_size": support_size,
             }
         )
+        if conversions is not UNSET:
+            field_dict["conversions"] = conversions
         if object_ is not UNSET:
             field_dict["object"] = object_
 
@@ -150,6 +159,8 @@ class TaskPublic:
 
         support_size = d.pop("support_size")
 
+        conversions = cast(list[str], d.pop("conversions", UNSET))
+
         object_ = cast(Literal["task"] | Unset, d.pop("object", UNSET))
         if object_ != "task" and not isinstance(object_, Unset):
             raise ValueError(f"object must match const 'task', got '{object_}'")
@@ -164,6 +175,7 @@ class TaskPublic:
             ready_at=ready_at,
             status=status,
             support_size=support_size,
+            conversions=conversions,
             object_=object_,
         )
 

@@ -19,7 +19,7 @@ from models.multitask.uploaded import UploadedTasks
 from models.omniglot import OmniglotTasks, load_omniglot, split_characters
 from models.sinusoid import SinusoidTasks
 from models.splits import SplitError
-from models.training import DIVERGENCE_FACTOR
+from models.training import DIVERGENCE_FACTOR, VAL_EPISODES, default_eval_every
 
 DATASETS = ("sinusoid", "omniglot", "mnist", "mtl-synthetic")
 MULTI_TASK_DATASETS = ("mtl-synthetic", "mnist")  # datasets with named training tasks
@@ -61,6 +61,16 @@ class TrainingConfig:
     # test_fraction 0: no meta-test split, and the final metrics come from meta-val.
     val_fraction: float | None = None
     test_fraction: float | None = None
+    # Validation while training: every eval_every steps (null: about 20 times a run; 0: never)
+    # and at the last step, the learner is scored on val_episodes meta-val tasks (null: 100, at
+    # most eval_episodes); the job's progress, events and checkpoints carry val_* metrics. keep
+    # "best": the model is the state best on meta-val; "last": the final state. An
+    # early_stopping_patience above 0 stops training after that many evaluations in a row
+    # without a new best. With val_fraction 0 there is nothing to validate on: the last state.
+    eval_every: int | None = None
+    val_episodes: int | None = None
+    keep: Literal["best", "last"] = "best"
+    early_stopping_patience: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= MAX_STEPS:
@@ -86,6 +96,28 @@ class TrainingConfig:
         if not 1 <= self.examples_per_task or self.examples_per_task * self.num_tasks * self.input_dim > 100_000_000:
             raise ConfigError("examples_per_task must be positive, with examples_per_task * num_tasks * input_dim <= 1e8", "examples_per_task")
         self._check_fractions()
+        self._check_validation()
+
+    def _check_validation(self) -> None:
+        if self.eval_every is None:
+            self.eval_every = default_eval_every(self.steps)
+        if not 0 <= self.eval_every <= MAX_STEPS:
+            raise ConfigError(f"eval_every must be between 0 (no validation) and {MAX_STEPS}", "eval_every")
+        if self.val_episodes is None:
+            self.val_episodes = min(VAL_EPISODES, self.eval_episodes)
+        if not 1 <= self.val_episodes <= 100_000:
+            raise ConfigError("val_episodes must be between 1 and 100000", "val_episodes")
+        if self.keep not in ("best", "last"):
+            raise ConfigError("keep must be 'best' (the state best on meta-val) or 'last'", "keep")
+        if not 0 <= self.early_stopping_patience <= MAX_STEPS:
+            raise ConfigError("early_stopping_patience must be between 0 (off) and 1000000", "early_stopping_patience")
+        if self.early_stopping_patience and (self.eval_every == 0 or self.val_fraction == 0):
+            raise ConfigError("early_stopping_patience needs validation: eval_every and val_fraction above 0", "early_stopping_patience")
+
+    @property
+    def validates(self) -> bool:
+        """Whether training scores meta-val tasks as it goes."""
+        return bool(self.eval_every) and self.val_fraction != 0
 
     def _check_fractions(self) -> None:
         for key in SPLIT_KEYS:

@@ -71,6 +71,8 @@ class TrainingConfig:
     val_episodes: int | None = None
     keep: Literal["best", "last"] = "best"
     early_stopping_patience: int = 0
+    # Omniglot: a random affine map (rotation, scale, shear, shift; models.augment) per training image.
+    augment: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= MAX_STEPS:
@@ -205,6 +207,8 @@ def resolve(algorithm: str, dataset: str, config: dict[str, Any]) -> Recipe:
         merged.setdefault("meta_batch_size", merged.get("num_tasks", 2))
     training = _build(TrainingConfig, {k: v for k, v in merged.items() if k in train_keys})
     learner = _build(learner_cls, {k: v for k, v in merged.items() if k in learner_keys})
+    if training.augment and dataset != "omniglot":
+        raise ConfigError(f"augment applies to omniglot's images only, not to {dataset!r}", "augment")
     if dataset == "mnist" and training.val_fraction is not None and training.test_fraction is not None:
         try:  # ten digits: whether the fractions leave every split enough is known now
             split_digits(training.val_fraction, training.test_fraction, training.n_way)
@@ -279,7 +283,7 @@ def build_tasks(recipe: Recipe, sources: DataSources) -> TaskFamily:
         data = _omniglot(sources.omniglot_dir, sources.cache_dir)
         min_chars = -(-cfg.n_way // 4) if cfg.rotations else cfg.n_way  # each character gives 4 classes when rotated
         splits = _split(lambda: split_characters(data, cfg.split_by, cfg.seed, _fractions(cfg), min_chars))
-        return OmniglotTasks(data, splits, cfg.n_way, cfg.k_shot, cfg.k_query, cfg.rotations)
+        return OmniglotTasks(data, splits, cfg.n_way, cfg.k_shot, cfg.k_query, cfg.rotations, cfg.augment)
     if recipe.dataset == "mtl-synthetic":
         return MtlSyntheticTasks(cfg.num_tasks, cfg.relatedness, cfg.input_dim, cfg.examples_per_task, cfg.k_shot, cfg.k_query, cfg.seed)
     if recipe.dataset == "mnist":

@@ -46,6 +46,9 @@ class ProblemSpec:
     n_way: int = 0  # classes per task (classification)
     output_dim: int = 1  # target size (regression)
     image: ImageFormat | None = field(default=None)
+    # The most classes a task may have (classification), set by the learner when a model is
+    # stored (Learner.max_classes); 0: n_way, the way it trained at.
+    max_classes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,7 +62,13 @@ class ProblemSpec:
             n_way=int(data.get("n_way", 0)),
             output_dim=int(data.get("output_dim", 1)),
             image=ImageFormat(**image) if image else None,
+            max_classes=int(data.get("max_classes", 0)),
         )
+
+    @property
+    def class_limit(self) -> int:
+        """The most classes a task may have: max_classes, or n_way when unset."""
+        return self.max_classes or self.n_way
 
 
 @dataclass(frozen=True)

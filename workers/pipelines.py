@@ -168,7 +168,7 @@ def _run_training(lease: Lease, settings: Settings) -> str | None:
             session.add(
                 Model(
                     id=model_id, tenant_id=tenant, job_id=job_id, algorithm=algorithm, dataset=dataset,
-                    spec=tasks.spec.to_json(), learner_config=asdict(learner.config),
+                    spec={**tasks.spec.to_json(), "max_classes": learner.max_classes}, learner_config=asdict(learner.config),
                     metrics=metrics, artifact=key, splits=_splits_json(tasks),
                 )
             )

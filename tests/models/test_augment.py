@@ -55,3 +55,13 @@ def test_augment_is_an_omniglot_key():
     with pytest.raises(ConfigError) as info:
         resolve("maml", "sinusoid", {"augment": True})
     assert info.value.param == "augment"
+
+
+def test_test_time_views_are_fixed_and_start_with_the_image_itself():
+    from models.augment import test_time_views, warp
+
+    views = test_time_views(4)
+    assert views.shape == (4, 2, 3) and torch.equal(views, test_time_views(4))
+    images = _strokes()
+    assert torch.allclose(warp(images, views[0]), images, atol=1e-5)
+    assert not torch.allclose(warp(images, views[1]), images, atol=1e-3)

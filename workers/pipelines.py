@@ -64,6 +64,7 @@ class ProgressRecorder:
         self.last = 0.0
         self.checkpoint = checkpoint  # saves the run's state at a step, returns its artifact key
         self.checkpoint_every = checkpoint_every
+        self.started = time.monotonic()  # progress events carry the seconds since, for learning curves
 
     def __call__(self, step: int, total: int, metrics: dict[str, float]) -> None:
         lost = self.lease.lost.is_set()  # the heartbeat could not renew: look at the row now
@@ -80,7 +81,8 @@ class ProgressRecorder:
             if lost or job.lease_token != self.lease.token:
                 raise LeaseLost
             job.step, job.total_steps, job.metrics = step, total, dict(metrics)
-            record_event(session, self.job_id, "progress", step=step, total_steps=total, metrics=dict(metrics))
+            record_event(session, self.job_id, "progress", step=step, total_steps=total, metrics=dict(metrics),
+                         elapsed_s=round(now - self.started, 3))
             if due:
                 assert self.checkpoint is not None
                 key = self.checkpoint(step)

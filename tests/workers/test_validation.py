@@ -41,6 +41,8 @@ def test_validation_metrics_reach_events_checkpoints_and_the_model(settings):
     model_id = pipelines.train_job(job_id, settings)
     assert model_id is not None
     progress = {e["step"]: e["metrics"] for e in _events(settings, job_id, "progress")}
+    elapsed = [e["elapsed_s"] for e in _events(settings, job_id, "progress")]  # learning curves against wall time
+    assert elapsed == sorted(elapsed) and elapsed[0] >= 0
     for step in (2, 4, 6):  # every validation is an event, however fast the steps
         assert progress[step]["val_step"] == step and progress[step]["val_mse"] > 0 and progress[step]["val_mse_ci95"] > 0
     with session_scope(settings.sqlalchemy_url) as session:

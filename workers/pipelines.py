@@ -134,9 +134,6 @@ def _run_training(lease: Lease, settings: Settings) -> str | None:
         learner.to(resolve_device(settings.device))  # before restore: optimizer state follows the params
         generator = torch.Generator().manual_seed(cfg.seed)
         validation = _validation(tasks, recipe)
-        if validation is None and cfg.eval_every and resume_key is None:
-            _warn(url, job_id, "val_fraction is 0: no meta-val classes to validate on while training, so the model is "
-                  "the last state (keep and early_stopping_patience do not apply)", param="config.val_fraction")
         start_step = 0
         if resume_key is not None:
             tensors, metadata = store.load_with_metadata(resume_key)

@@ -86,3 +86,21 @@ def test_defaults_and_bad_values():
         with pytest.raises(ConfigError) as info:
             resolve("maml", "sinusoid", config)
         assert info.value.param == param
+
+
+def test_a_checkpoint_carries_the_best_state_to_a_resumed_run():
+    from models.checkpoint import capture, restore
+
+    recipe, tasks, learner = _setup({"steps": 4, "eval_every": 2, "val_episodes": 4})
+    cfg = recipe.training
+    validation = Validation(tasks, cfg.val_episodes, cfg.seed, cfg.eval_every)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    meta_train(learner, tasks, 4, cfg.meta_batch_size, cfg.seed, generator=generator, validation=validation)
+    ckpt = capture(learner, generator, 4, validation.to_checkpoint())
+    _, _, fresh = _setup({"steps": 4})
+    resumed = Validation(tasks, cfg.val_episodes, cfg.seed, cfg.eval_every)
+    restore(fresh, ckpt.tensors, ckpt.metadata)
+    resumed.load_checkpoint(ckpt.tensors, ckpt.metadata)
+    assert (resumed.best_step, resumed.best_value, resumed.latest) == (validation.best_step, validation.best_value, validation.latest)
+    assert validation.best_state is not None and resumed.best_state is not None
+    assert all(torch.equal(resumed.best_state[k], validation.best_state[k]) for k in validation.best_state)

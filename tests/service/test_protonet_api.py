@@ -21,7 +21,9 @@ from store.settings import Settings
 from workers.pipelines import adapt_task, train_job
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
-CONFIG = {"steps": 30, "meta_batch_size": 2, "k_query": 5, "channels": 8, "eval_episodes": 20, "split_by": "alphabet", "meta_lr": 0.005}
+# augment off: its gain comes over longer runs (benchmarks/results/augmentation-protonet.md); 30 steps learn faster without
+CONFIG = {"steps": 30, "meta_batch_size": 2, "k_query": 5, "channels": 8, "eval_episodes": 20, "split_by": "alphabet", "meta_lr": 0.005,
+          "augment": False}
 
 
 @pytest.fixture(scope="module")

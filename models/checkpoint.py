@@ -29,13 +29,20 @@ class TrainingCheckpoint:
     metadata: dict[str, str]  # safetensors metadata: strings only
 
 
-def capture(learner: Learner, generator: torch.Generator, step: int) -> TrainingCheckpoint:
+def capture(
+    learner: Learner, generator: torch.Generator, step: int, extra: tuple[Params, dict[str, str]] | None = None
+) -> TrainingCheckpoint:
+    """`extra`: more tensors and metadata to carry (models.training.Validation's best state),
+    under keys apart from this module's."""
     tensors: Params = {THETA + k: v for k, v in learner.state().items()}
     optim_tensors, optim_meta = _optimizer_state(learner.optimizer)
     tensors.update({OPTIM + k: v for k, v in optim_tensors.items()})
     tensors[SAMPLER_RNG] = generator.get_state()
     tensors[TORCH_RNG] = torch.get_rng_state()
     metadata = {"step": str(step), "optimizer": json.dumps(optim_meta), "algorithm": learner.algorithm}
+    if extra is not None:
+        tensors.update(extra[0])
+        metadata.update(extra[1])
     return TrainingCheckpoint(step, tensors, metadata)
 
 

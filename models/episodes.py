@@ -50,6 +50,9 @@ class ProblemSpec:
     output_dim: int = 1  # target size (regression)
     image: InitVar[ImageFormat | None] = None  # legacy: an image format; use modality
     modality: Modality = field(default=None)  # type: ignore[assignment]  # filled in __post_init__
+    # The most classes a task may have (classification), set by the learner when a model is
+    # stored (Learner.max_classes); 0: n_way, the way it trained at.
+    max_classes: int = 0
 
     def __post_init__(self, image: ImageFormat | None) -> None:
         if self.modality is None:
@@ -65,7 +68,7 @@ class ProblemSpec:
 
     def to_json(self) -> dict[str, Any]:
         return {"input_shape": list(self.input_shape), "output": self.output, "n_way": self.n_way,
-                "output_dim": self.output_dim, "modality": self.modality.to_json()}
+                "output_dim": self.output_dim, "modality": self.modality.to_json(), "max_classes": self.max_classes}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProblemSpec:
@@ -80,7 +83,13 @@ class ProblemSpec:
             output_dim=int(data.get("output_dim", 1)),
             image=ImageFormat(**image) if image else None,
             modality=modality_from_json(stored) if stored else None,  # type: ignore[arg-type]
+            max_classes=int(data.get("max_classes", 0)),
         )
+
+    @property
+    def class_limit(self) -> int:
+        """The most classes a task may have: max_classes, or n_way when unset."""
+        return self.max_classes or self.n_way
 
 
 @dataclass(frozen=True)

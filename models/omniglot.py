@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from models.augment import random_affine
 from models.episodes import Episode, ImageFormat, ProblemSpec, Split, SplitNames, SupervisedBatch
 from models.images import image_to_array
 from models.modality import ImageModality
@@ -182,6 +183,7 @@ class OmniglotTasks:
     k_shot: int = 1
     k_query: int = 15
     rotations: bool = False
+    augment: bool = False  # a random affine map per image of the train split (models.augment)
 
     def __post_init__(self) -> None:
         if self.k_shot + self.k_query > DRAWINGS_PER_CHARACTER:
@@ -218,8 +220,10 @@ class OmniglotTasks:
         rots = classes % 4 if self.rotations else torch.zeros_like(classes)
         char_idx = torch.tensor(chars)[classes // 4 if self.rotations else classes]
         imgs = self.data.images[char_idx, drawings]  # [B, H, W]
-        imgs = torch.stack([torch.rot90(img, int(r), dims=(0, 1)) for img, r in zip(imgs, rots, strict=True)])
-        return SupervisedBatch(imgs.unsqueeze(1), classes, n_classes)
+        imgs = torch.stack([torch.rot90(img, int(r), dims=(0, 1)) for img, r in zip(imgs, rots, strict=True)]).unsqueeze(1)
+        if self.augment:
+            imgs = random_affine(imgs, generator)
+        return SupervisedBatch(imgs, classes, n_classes)
 
     def _episode(self, split: Split, generator: torch.Generator) -> Episode:
         chars = self.splits[split]
@@ -236,9 +240,12 @@ class OmniglotTasks:
             support.append(imgs[: self.k_shot])
             query.append(imgs[self.k_shot :])
         labels = torch.arange(self.n_way)
+        support_x, query_x = torch.cat(support).unsqueeze(1), torch.cat(query).unsqueeze(1)  # [N*K or N*Q, 1, H, W]
+        if self.augment and split == "train":
+            support_x, query_x = random_affine(support_x, generator), random_affine(query_x, generator)
         return Episode(
-            support_x=torch.cat(support).unsqueeze(1),  # [N*K, 1, H, W]
+            support_x=support_x,
             support_y=labels.repeat_interleave(self.k_shot),
-            query_x=torch.cat(query).unsqueeze(1),  # [N*Q, 1, H, W]
+            query_x=query_x,
             query_y=labels.repeat_interleave(self.k_query),
         )

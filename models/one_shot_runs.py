@@ -18,7 +18,7 @@ import torch
 
 from models.episodes import ImageFormat
 from models.images import decode_image
-from models.learners.base import Learner
+from models.learners.base import AdaptOptions, Learner
 from models.modality import ImageModality
 from models.omniglot import find_archives
 
@@ -62,19 +62,19 @@ def load_images(paths: list[Path], fmt: ImageFormat) -> torch.Tensor:
     return torch.from_numpy(np.stack([decode_image(p.read_bytes(), fmt) for p in paths]))
 
 
-def run_error(learner: Learner, run: OneShotRun) -> float:
+def run_error(learner: Learner, run: OneShotRun, options: AdaptOptions | None = None) -> float:
     """Adapt to the run's training images (one class each), classify its test images; error rate."""
     modality = learner.spec.modality
     if not isinstance(modality, ImageModality):
         raise ValueError(f"one-shot runs are images; this model takes {modality.name} inputs")
     fmt = modality.format
-    if len(run.training) > learner.spec.n_way:
+    if len(run.training) > learner.max_classes:
         raise ValueError(
-            f"{run.name} has {len(run.training)} classes but the model takes at most {learner.spec.n_way}: "
+            f"{run.name} has {len(run.training)} classes but the model takes at most {learner.max_classes}: "
             f"meta-train it with n_way >= {len(run.training)}"
         )
     support_x = load_images(run.training, fmt)
-    phi = learner.adapt(support_x, torch.arange(len(run.training)))
+    phi = learner.adapt(support_x, torch.arange(len(run.training)), options)
     predicted = learner.predict(phi, load_images(run.test, fmt)).argmax(dim=-1)
     return float((predicted != torch.tensor(run.answers)).float().mean())
 

@@ -118,10 +118,11 @@ def _class_labels(labels: list[Any], spec: ProblemSpec, param: str) -> ParsedLab
             index[key] = len(vocabulary)
             vocabulary.append(label)
         targets.append(index[key])
-    if len(vocabulary) > spec.n_way:
+    if len(vocabulary) > spec.class_limit:
+        how = (f"adapts to at most {spec.class_limit} (its max_classes)" if spec.max_classes > spec.n_way
+               else f"was meta-trained {spec.n_way}-way and adapts to at most {spec.class_limit} (its max_classes)")
         raise InvalidInput(
-            f"the support set has {len(vocabulary)} classes; this model was meta-trained for at most {spec.n_way}",
-            param=param, code="too_many_classes",
+            f"the support set has {len(vocabulary)} classes; this model {how}", param=param, code="too_many_classes",
         )
     return ParsedLabels(torch.tensor(targets, dtype=torch.int64), vocabulary, scalar=False)
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.augment import MAX_TTA_VIEWS
 from models.episodes import MAX_LISTED_NAMES
 from models.learners.base import MAX_ADAPT_STEPS, MAX_INNER_LR
 from models.learners.registry import LEARNERS
@@ -107,6 +108,10 @@ class ModelPublic(BaseModel):
     input_shape: list[int]
     output: Literal["classification", "regression"]
     ways: int | None
+    max_classes: int | None = Field(
+        default=None, description="the most classes a task may have (classification): `ways` for the MAML family and "
+                                  "black-box learners, which adapt only at the way they trained; more for ProtoNet and fine-tuning",
+    )
     output_dim: int | None
     accepts_images: bool
     modality: Literal["image", "vector"] = Field(description="what an input is: an image or a vector of numbers")
@@ -141,6 +146,13 @@ class AdaptationOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inner_steps: int | None = Field(default=None, ge=0, le=MAX_ADAPT_STEPS)
     inner_lr: float | None = Field(default=None, gt=0, le=MAX_INNER_LR)
+    test_time_augmentation: int | None = Field(
+        default=None, ge=0, le=MAX_TTA_VIEWS,
+        description="ProtoNet and fine-tuning on images: average each image's embedding over this many fixed affine views (0: off)",
+    )
+    feature_normalization: bool | None = Field(
+        default=None, description="ProtoNet and fine-tuning: centre features on the support set's mean and scale them to unit length (SimpleShot)",
+    )
 
 
 class TaskCreate(BaseModel):

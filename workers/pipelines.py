@@ -20,7 +20,7 @@ from models.learners import LEARNERS, AdaptOptions, Learner, build_learner, load
 from models.multitask.evaluation import training_task_metrics
 from models.multitask.families import MultiTaskFamily
 from models.recipe import DataSources, Recipe, build_tasks, resolve
-from models.training import TrainingDiverged, evaluate, meta_train
+from models.training import TrainingDiverged, Validation, evaluate, meta_train
 from store.artifacts import (
     ArtifactStore,
     artifact_store,
@@ -63,12 +63,14 @@ class ProgressRecorder:
         self.last = 0.0
         self.checkpoint = checkpoint  # saves the run's state at a step, returns its artifact key
         self.checkpoint_every = checkpoint_every
+        self.started = time.monotonic()  # progress events carry the seconds since, for learning curves
 
     def __call__(self, step: int, total: int, metrics: dict[str, float]) -> None:
         lost = self.lease.lost.is_set()  # the heartbeat could not renew: look at the row now
         now = time.monotonic()
         due = self.checkpoint is not None and self.checkpoint_every > 0 and step % self.checkpoint_every == 0
-        if now - self.last < PROGRESS_INTERVAL_S and step != total and not due and not lost:
+        validated = metrics.get("val_step") == step  # every validation reaches the events
+        if now - self.last < PROGRESS_INTERVAL_S and step != total and not due and not lost and not validated:
             return
         self.last = now
         with session_scope(self.db_url) as session:
@@ -78,7 +80,8 @@ class ProgressRecorder:
             if lost or job.lease_token != self.lease.token:
                 raise LeaseLost
             job.step, job.total_steps, job.metrics = step, total, dict(metrics)
-            record_event(session, self.job_id, "progress", step=step, total_steps=total, metrics=dict(metrics))
+            record_event(session, self.job_id, "progress", step=step, total_steps=total, metrics=dict(metrics),
+                         elapsed_s=round(now - self.started, 3))
             if due:
                 assert self.checkpoint is not None
                 key = self.checkpoint(step)
@@ -129,20 +132,29 @@ def _run_training(lease: Lease, settings: Settings) -> str | None:
         learner = build_learner(algorithm, tasks.spec, LEARNERS[algorithm].config_for(recipe.learner, tasks))
         learner.to(resolve_device(settings.device))  # before restore: optimizer state follows the params
         generator = torch.Generator().manual_seed(cfg.seed)
+        validation = _validation(tasks, recipe)
         start_step = 0
         if resume_key is not None:
-            start_step, generator = restore(learner, *store.load_with_metadata(resume_key))
+            tensors, metadata = store.load_with_metadata(resume_key)
+            start_step, generator = restore(learner, tensors, metadata)
+            if validation is not None:
+                validation.load_checkpoint(tensors, metadata)
             log.info("job %s resumes from its checkpoint at step %d (attempt %d)", job_id, start_step, lease.attempt)
 
         def save_checkpoint(step: int) -> str:
-            ckpt = capture(learner, generator, step)
+            ckpt = capture(learner, generator, step, validation.to_checkpoint() if validation is not None else None)
             store.save(checkpoint_key(job_id, step), ckpt.tensors, ckpt.metadata)
             return checkpoint_key(job_id, step)
 
         recorder = ProgressRecorder(lease, url, save_checkpoint, cfg.checkpoint_every)
-        meta_train(learner, tasks, cfg.steps, cfg.meta_batch_size, cfg.seed, recorder, start_step, generator,
-                   divergence_factor=cfg.divergence_factor)
+        last_step = meta_train(learner, tasks, cfg.steps, cfg.meta_batch_size, cfg.seed, recorder, start_step, generator,
+                               divergence_factor=cfg.divergence_factor, validation=validation)
+        if last_step < cfg.steps and validation is not None:
+            _warn(url, job_id, f"stopped early at step {last_step}: no better meta-val score in {validation.patience} "
+                  f"evaluations since step {validation.best_step}", param="config.early_stopping_patience",
+                  step=last_step)
         metrics = _evaluate(learner, tasks, recipe)
+        metrics.update(_kept(validation, last_step))
         model_id = new_id("mdl")
         key = theta_key(model_id)
         store.save(key, learner.state())
@@ -154,7 +166,7 @@ def _run_training(lease: Lease, settings: Settings) -> str | None:
             session.add(
                 Model(
                     id=model_id, tenant_id=tenant, job_id=job_id, algorithm=algorithm, dataset=dataset,
-                    spec=tasks.spec.to_json(), learner_config=learner.config.to_json(),
+                    spec={**tasks.spec.to_json(), "max_classes": learner.max_classes}, learner_config=learner.config.to_json(),
                     metrics=metrics, artifact=key, splits=_splits_json(tasks),
                 )
             )
@@ -187,6 +199,26 @@ def _warn(url: str, job_id: str, message: str, **data: Any) -> None:
     log.warning("job %s: %s", job_id, message)
     with session_scope(url) as session:
         record_event(session, job_id, "warning", message=message, **data)
+
+
+def _validation(tasks: TaskFamily, recipe: Recipe) -> Validation | None:
+    """Meta-val scoring while training, as the config asks; None when it does not, or there are
+    no meta-val classes (val_fraction 0)."""
+    cfg = recipe.training
+    if not cfg.validates:
+        return None
+    assert cfg.eval_every is not None and cfg.val_episodes is not None  # TrainingConfig filled them
+    return Validation(tasks, cfg.val_episodes, cfg.seed, cfg.eval_every, cfg.early_stopping_patience, cfg.keep)
+
+
+def _kept(validation: Validation | None, last_step: int) -> dict[str, Any]:
+    """Which state the model is (kept: "best" or "last", and its step) and its best meta-val score."""
+    if validation is None:
+        return {"kept": "last", "kept_step": last_step}
+    kept_step = validation.kept_step
+    out: dict[str, Any] = {"kept": "last" if kept_step is None else "best", "kept_step": kept_step or last_step}
+    out.update({k: v for k, v in validation.latest.items() if k.startswith("best_val_")})
+    return out
 
 
 def _splits_json(tasks: TaskFamily) -> dict[str, Any] | None:

@@ -38,6 +38,10 @@ MetaRate = Annotated[Float, Field(gt=0, le=MAX_META_LR)]
 InnerRate = Annotated[Float, Field(gt=0, le=MAX_INNER_LR)]
 AdaptSteps = Annotated[int, Field(ge=0, le=MAX_ADAPT_STEPS)]
 
+# The most classes one task may have with a learner that builds a task's classes from its
+# support set (ProtoNet, the fine-tuning baseline), whatever way it trained at.
+MAX_CLASSES = 1000
+
 
 @dataclass(frozen=True)
 class AdaptOptions:
@@ -45,6 +49,11 @@ class AdaptOptions:
 
     inner_steps: int | None = None
     inner_lr: float | None = None
+    # Metric learners (ProtoNet, fine-tuning with scope "head"; models/learners/features.py):
+    # embeddings averaged over this many fixed affine views of each image (0 or None: off), and
+    # SimpleShot's centring on the support mean and L2 normalisation of features.
+    test_time_augmentation: int | None = None
+    feature_normalization: bool | None = None
 
 
 class Learner(ABC):
@@ -139,6 +148,13 @@ class Learner(ABC):
             return {"accuracy": float(acc)}
         return {"mse": float(F.mse_loss(outputs, targets))}
 
+    @property
+    def max_classes(self) -> int:
+        """The most classes a task may have: the way the learner was meta-trained at, where its
+        output slots are fixed by it (the MAML family, black-box learners); learners that build
+        a task's classes from its support set override it with MAX_CLASSES."""
+        return self.spec.n_way
+
     def check_support(self, support_x: Tensor, support_y: Tensor) -> None:
         if support_x.shape[1:] != torch.Size(self.spec.input_shape):
             raise ValueError(
@@ -147,5 +163,5 @@ class Learner(ABC):
             )
         if self.spec.output == "classification":
             n = int(support_y.max()) + 1 if support_y.numel() else 0
-            if n > self.spec.n_way:
-                raise ValueError(f"the support set has {n} classes, the model supports at most {self.spec.n_way}")
+            if n > self.max_classes:
+                raise ValueError(f"the support set has {n} classes, the model supports at most {self.max_classes}")

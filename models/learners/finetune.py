@@ -22,6 +22,7 @@ from models.episodes import ProblemSpec, SupervisedBatch, TaskFamily
 from models.learners.anil import HEAD_KEYS, EmbeddingView, head_forward
 from models.learners.base import (
     MAX_ADAPT_STEPS,
+    MAX_CLASSES,
     AdaptOptions,
     AdaptSteps,
     Channels,
@@ -31,6 +32,7 @@ from models.learners.base import (
     Params,
     Widths,
 )
+from models.learners.features import CENTER, NORMALIZED_SCALE, adapted_features, query_features
 from models.learners.inner import inner_loop
 from models.nets import build_backbone
 
@@ -99,11 +101,16 @@ class Finetune(Learner):
         with torch.no_grad():
             head = self._initial_head(support_y)
             if self.config.scope == "all":
+                if options.test_time_augmentation or options.feature_normalization:
+                    raise ValueError("test_time_augmentation and feature_normalization need scope 'head' (a frozen body)")
                 params = {k: v.detach() for k, v in self.net.named_parameters() if k not in HEAD_KEYS}
                 phi = inner_loop(self._forward, {**params, **head}, support_x, support_y, self.loss, steps, lr, create_graph=False)
-            else:
-                features = self.net.embed(support_x)  # [S, D], computed once: the body is frozen
+            else:  # [S, D], computed once: the body is frozen
+                features, extra = adapted_features(self.net.embed, support_x, options)
+                if CENTER in extra and self._classifies:
+                    features = features * NORMALIZED_SCALE  # unit-length features would fit the head slowly
                 phi = inner_loop(head_forward, head, features, support_y, self.loss, steps, lr, create_graph=False)
+                phi = {**phi, **extra}
         return {k: v.detach().contiguous() for k, v in phi.items()}
 
     def _initial_head(self, support_y: Tensor) -> Params:
@@ -123,7 +130,13 @@ class Finetune(Learner):
         with torch.no_grad():
             if self.config.scope == "all":
                 return self._forward(phi, x)
-            return head_forward(phi, self.net.embed(x))
+            features = query_features(self.net.embed, phi, x)
+            return head_forward(phi, features * NORMALIZED_SCALE if CENTER in phi and self._classifies else features)
+
+    @property
+    def max_classes(self) -> int:
+        """Any number of classes up to MAX_CLASSES: a task's classes come from its support set."""
+        return MAX_CLASSES if self.spec.output == "classification" else 0
 
     def state(self) -> Params:
         return {k: v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}

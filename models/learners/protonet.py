@@ -14,7 +14,8 @@ from torch import Tensor, nn
 
 from models.config import Config
 from models.episodes import Episode, ProblemSpec
-from models.learners.base import AdaptOptions, Channels, Learner, MetaRate, Params, Widths
+from models.learners.base import MAX_CLASSES, AdaptOptions, Channels, Learner, MetaRate, Params, Widths
+from models.learners.features import CENTER, NORMALIZED_SCALE, adapted_features, query_features
 from models.nets import build_backbone
 
 
@@ -76,12 +77,19 @@ class ProtoNet(Learner):
         self.net.eval()
         with torch.no_grad():
             n = int(support_y.max()) + 1
-            return {"prototypes": class_means(self.net(support_x), support_y, n).contiguous()}
+            features, extra = adapted_features(self.net, support_x, options)
+            return {"prototypes": class_means(features, support_y, n).contiguous(), **extra}
 
     def predict(self, phi: Params, x: Tensor) -> Tensor:
         self.net.eval()
         with torch.no_grad():
-            return -squared_distances(self.net(x), phi["prototypes"])
+            logits = -squared_distances(query_features(self.net, phi, x), phi["prototypes"])
+            return logits * NORMALIZED_SCALE if CENTER in phi else logits
+
+    @property
+    def max_classes(self) -> int:
+        """Any number of classes up to MAX_CLASSES: a task's classes come from its support set."""
+        return MAX_CLASSES if self.spec.output == "classification" else 0
 
     def state(self) -> Params:
         return {k: v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}

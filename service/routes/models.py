@@ -36,6 +36,7 @@ def model_public(model: Model, tasks: dict[str, str] | None = None) -> ModelPubl
         id=model.id, job_id=model.job_id, algorithm=model.algorithm, dataset=model.dataset,
         input_shape=list(spec["input_shape"]), output=spec["output"],
         ways=spec["n_way"] if classification else None,
+        max_classes=(spec.get("max_classes") or spec["n_way"]) if classification else None,
         output_dim=None if classification else spec["output_dim"],
         accepts_images=modality.name == "image", **modality.public(),
         config=model.learner_config, metrics=model.metrics, training_tasks=tasks or {},

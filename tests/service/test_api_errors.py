@@ -121,7 +121,9 @@ def test_image_models_refuse_malformed_base64_and_non_images(client, settings, i
     _assert_error(r, 422, "invalid_input_shape")
     six = [_png_b64()] * 6
     r = client.post(f"/v1/models/{image_model}/tasks", json={"support": {"inputs": six, "labels": list("abcdef")}})
-    assert "at most 5" in _assert_error(r, 422, "too_many_classes")["message"]
+    message = _assert_error(r, 422, "too_many_classes")["message"]
+    assert "meta-trained 5-way and adapts to at most 5 (its max_classes)" in message, message
+    assert client.get(f"/v1/models/{image_model}").json()["max_classes"] == 5  # MAML: the way it trained at
     assert _state(settings) == before
 
 

@@ -21,7 +21,9 @@ from store.settings import Settings
 from workers.pipelines import adapt_task, train_job
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
-CONFIG = {"steps": 30, "meta_batch_size": 2, "k_query": 5, "channels": 8, "eval_episodes": 20, "split_by": "alphabet", "meta_lr": 0.005}
+# augment off: its gain comes over longer runs (benchmarks/results/augmentation-protonet.md); 30 steps learn faster without
+CONFIG = {"steps": 30, "meta_batch_size": 2, "k_query": 5, "channels": 8, "eval_episodes": 20, "split_by": "alphabet", "meta_lr": 0.005,
+          "augment": False}
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +70,33 @@ def test_protonet_trains_adapts_and_predicts_through_the_api(settings, omniglot_
     got = client.post(f"/v1/tasks/{task_id}/predictions", json={"inputs": [q for q, _ in queries]}).json()["predictions"]
     accuracy = sum(g == want for g, (_, want) in zip(got, queries, strict=True)) / len(queries)
     assert accuracy > 0.25 + 0.15, accuracy
+
+
+@pytest.mark.parametrize("algorithm", ["protonet", "finetune"])
+def test_trained_5_way_serves_20_way_with_every_adaptation_option(settings, omniglot_dir, algorithm):
+    client = TestClient(create_app(settings))
+    config = {"steps": 3, "meta_batch_size": 2, "k_query": 2, "channels": 8, "eval_episodes": 3, "n_way": 5}
+    if algorithm == "finetune":
+        config.update(batch_size=8, inner_steps=20)
+    r = client.post("/v1/jobs", json={"algorithm": algorithm, "dataset": "omniglot", "config": config})
+    assert r.status_code == 202, r.text
+    model_id = train_job(r.json()["id"], settings)
+    assert model_id is not None
+    model = client.get(f"/v1/models/{model_id}").json()
+    assert model["ways"] == 5 and model["max_classes"] == 1000
+
+    data = load_omniglot(omniglot_dir, settings.cache_dir)
+    images = data.images[:20, 0].numpy()  # 20 characters, one drawing each
+    support, labels = [_png(image) for image in images], [f"c{i}" for i in range(20)]
+    for options in ({}, {"test_time_augmentation": 4, "feature_normalization": True}):
+        r = client.post(f"/v1/models/{model_id}/tasks",
+                        json={"support": {"inputs": support, "labels": labels}, "options": options, "wait": False})
+        assert r.status_code == 202, r.text
+        assert adapt_task(r.json()["id"], settings) == "ready"
+        assert client.get(f"/v1/tasks/{r.json()['id']}").json()["labels"] == labels
+        got = client.post(f"/v1/tasks/{r.json()['id']}/predictions", json={"inputs": support[:10]}).json()
+        assert len(got["predictions"]) == 10 and len(got["probabilities"][0]) == 20
+        if algorithm == "protonet":  # a support image is its own prototype, with or without the options
+            assert got["predictions"] == labels[:10]
+        alone = client.post(f"/v1/tasks/{r.json()['id']}/predictions", json={"inputs": support[3:4]}).json()
+        assert alone["predictions"] == got["predictions"][3:4]  # a prediction never depends on its batch

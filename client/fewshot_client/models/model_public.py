@@ -41,6 +41,8 @@ class ModelPublic:
         output (ModelPublicOutput):
         output_dim (int | None):
         ways (int | None):
+        max_classes (int | None | Unset): the most classes a task may have (classification): `ways` for the MAML family
+            and black-box learners, which adapt only at the way they trained; more for ProtoNet and fine-tuning
         object_ (Literal['model'] | Unset):  Default: 'model'.
         splits (ModelSplitsPublic | None | Unset): which classes (or dataset tasks) went to meta-train, meta-val and
             meta-test; null for datasets that draw new tasks for every split (sinusoid, mtl-synthetic, MNIST digit groups)
@@ -63,6 +65,7 @@ class ModelPublic:
     output: ModelPublicOutput
     output_dim: int | None
     ways: int | None
+    max_classes: int | None | Unset = UNSET
     object_: Literal["model"] | Unset = "model"
     splits: ModelSplitsPublic | None | Unset = UNSET
     training_tasks: ModelPublicTrainingTasks | Unset = UNSET
@@ -101,6 +104,12 @@ class ModelPublic:
         ways: int | None
         ways = self.ways
 
+        max_classes: int | None | Unset
+        if isinstance(self.max_classes, Unset):
+            max_classes = UNSET
+        else:
+            max_classes = self.max_classes
+
         object_ = self.object_
 
         splits: dict[str, Any] | None | Unset
@@ -135,6 +144,8 @@ class ModelPublic:
                 "ways": ways,
             }
         )
+        if max_classes is not UNSET:
+            field_dict["max_classes"] = max_classes
         if object_ is not UNSET:
             field_dict["object"] = object_
         if splits is not UNSET:
@@ -191,6 +202,15 @@ class ModelPublic:
 
         ways = _parse_ways(d.pop("ways"))
 
+        def _parse_max_classes(data: object) -> int | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            return cast(int | None | Unset, data)
+
+        max_classes = _parse_max_classes(d.pop("max_classes", UNSET))
+
         object_ = cast(Literal["model"] | Unset, d.pop("object", UNSET))
         if object_ != "model" and not isinstance(object_, Unset):
             raise ValueError(f"object must match const 'model', got '{object_}'")
@@ -234,6 +254,7 @@ class ModelPublic:
             output=output,
             output_dim=output_dim,
             ways=ways,
+            max_classes=max_classes,
             object_=object_,
             splits=splits,
             training_tasks=training_tasks,

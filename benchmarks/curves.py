@@ -1,0 +1,117 @@
+"""Learning curves of the default recipes: training and meta-val metrics against steps and wall
+time, drawn from the progress events a real job records (the numbers the console shows).
+
+Each recipe runs as a job through the worker's pipeline function (`"config": {}` unless
+--steps shortens it), in a scratch data directory; its `progress` events (step, elapsed_s,
+training metrics, val_* with their 95% CI) become a PNG (matplotlib: the `bench` extra) and a
+JSON of the points under benchmarks/results/curves-<algorithm>-<dataset>.*.
+
+    python benchmarks/curves.py --smoke
+    python benchmarks/curves.py --recipes maml:sinusoid              # the default recipe, 2,000 steps
+    python benchmarks/curves.py --recipes protonet:omniglot --steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from reporting import DATASETS, RESULTS, setup, write_results
+
+from models.recipe import resolve
+from store.db import Job, JobEvent, init_db, session_scope
+from store.settings import Settings
+from workers.pipelines import train_job
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipes", nargs="+", default=["maml:sinusoid", "protonet:omniglot"], help="algorithm:dataset")
+    p.add_argument("--steps", type=int, default=None, help="shorten the recipe (default: its own steps)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--omniglot", type=Path, default=DATASETS / "omniglot")
+    args = p.parse_args()
+    setup(args.threads)
+    scratch = Path(tempfile.mkdtemp(prefix="fewshot-curves-"))
+    settings = Settings(data_dir=scratch, omniglot_dir=args.omniglot)
+    init_db(settings.sqlalchemy_url)
+    for recipe_name in args.recipes:
+        algorithm, dataset = recipe_name.split(":")
+        config: dict[str, Any] = {}
+        if args.steps is not None:
+            config["steps"] = args.steps
+        if args.smoke:
+            config.update(steps=4, meta_batch_size=2, eval_episodes=4, eval_every=2, checkpoint_every=0)
+            if dataset == "omniglot":
+                config.update(channels=8, k_query=2)
+        recipe = resolve(algorithm, dataset, config)
+        with session_scope(settings.sqlalchemy_url) as session:
+            job = Job(algorithm=algorithm, dataset=dataset, config=recipe.to_json(), total_steps=recipe.training.steps)
+            session.add(job)
+            session.flush()
+            job_id = job.id
+        started = time.time()
+        model_id = train_job(job_id, settings)
+        wall = time.time() - started
+        if model_id is None:
+            raise RuntimeError(f"{recipe_name} failed; see the log above")
+        with session_scope(settings.sqlalchemy_url) as session:
+            events = session.query(JobEvent).filter(JobEvent.job_id == job_id).order_by(JobEvent.seq).all()
+            points = [dict(e.data) for e in events if e.type == "progress"]
+            final = next(dict(e.data) for e in reversed(events) if e.type == "status")
+        name = f"curves-{algorithm}-{dataset}" + ("-smoke" if args.smoke else "")
+        drawn = plot(points, recipe_name, RESULTS / f"{name}.png")
+        metrics = final.get("metrics", {})
+        lines = [
+            f"{recipe_name}, config {config or '{}'} ({recipe.training.steps} steps, validation every "
+            f"{recipe.training.eval_every} on {recipe.training.val_episodes} meta-val tasks). Wall time {wall / 60:.1f} min.",
+            "",
+            f"Final (kept: {metrics.get('kept')} at step {metrics.get('kept_step')}): "
+            + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
+            "",
+            f"![learning curves]({name}.png)" if drawn else "(matplotlib not installed: no PNG)",
+        ]
+        write_results(name, {"recipe": recipe_name, "config": config, "wall_seconds": round(wall), "final": metrics,
+                             "points": points}, "\n".join(lines) + "\n")
+        print(recipe_name, f"{wall:.0f} s", metrics, flush=True)
+
+
+def plot(points: list[dict[str, Any]], title: str, path: Path) -> bool:
+    try:
+        import matplotlib
+    except ImportError:  # the `bench` extra: CI's smoke runs go without it
+        print(f"matplotlib not installed (pip install -e '.[bench]'): {path.name} not drawn")
+        return False
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = "accuracy" if any("accuracy" in p["metrics"] for p in points) else "mse"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, x_key, x_label in ((axes[0], "step", "step"), (axes[1], "elapsed_s", "wall time (s)")):
+        train = [(p[x_key], p["metrics"][metric]) for p in points if metric in p["metrics"]]
+        ax.plot([x for x, _ in train], [y for _, y in train], label=f"train {metric} (meta-batch)", alpha=0.6)
+        val = [p for p in points if p["metrics"].get("val_step") == p["step"]]
+        xs = [p[x_key] for p in val]
+        ys = [p["metrics"][f"val_{metric}"] for p in val]
+        ci = [p["metrics"][f"val_{metric}_ci95"] for p in val]
+        ax.errorbar(xs, ys, yerr=ci, marker="o", capsize=3, label=f"meta-val {metric} (95% CI)")
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(metric)
+        if metric == "mse":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+if __name__ == "__main__":
+    main()

@@ -234,14 +234,15 @@ def delete_task(
 
 
 # The raw bodies service/fastpath.py takes beside JSON, declared for the schema and the SDK.
-RAW_INPUTS: dict[str, Any] = {"requestBody": {"content": {
-    "application/octet-stream": {
-        "schema": {"type": "string", "format": "binary"},
-        "description": "float32, little-endian, inputs of the model's input shape one after another; the batch "
-                       "is the body's length over one input's bytes",
+RAW_INPUTS: dict[str, Any] = {"requestBody": {
+    "description": "JSON `{\"inputs\": [...]}`; or `application/octet-stream`: float32, little-endian, inputs of the "
+                   "model's input shape one after another (the batch is the body's length over one input's bytes); "
+                   "or `image/png`: one image",
+    "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
     },
-    "image/png": {"schema": {"type": "string", "format": "binary"}, "description": "one image"},
-}}}
+}}
 
 
 @router.post(

@@ -287,6 +287,7 @@ def keys_create(
 ) -> None:
     """A new API key (for a new tenant unless --tenant); the key alone is the last line printed."""
     from service.auth import create_key
+    from store import cache_events
     from store.db import init_db, session_scope
     from store.settings import Settings
 
@@ -298,8 +299,28 @@ def keys_create(
             new = create_key(session, tenant, name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    cache_events.publish(settings.redis_url, "keys")  # API processes that cached "no keys" ask again
     typer.echo(f"tenant {new.tenant_id}, key {new.key_id}; the key is shown once, keep it secret:")
     typer.echo(new.key)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (key_...), as `keys create` printed it")]) -> None:
+    """Revoke an API key: every API process refuses it at once (REDIS_URL set), within
+    FEWSHOT_HOT_CACHE_TTL_SECONDS otherwise."""
+    from service.auth import revoke_key
+    from store import cache_events
+    from store.db import init_db, session_scope
+    from store.settings import Settings
+
+    settings = Settings()
+    init_db(settings.sqlalchemy_url)
+    with session_scope(settings.sqlalchemy_url) as session:
+        revoked = revoke_key(session, key_id)
+    if not revoked:
+        raise typer.BadParameter(f"no live key {key_id!r}")
+    cache_events.publish(settings.redis_url, "keys")
+    typer.echo(f"key {key_id} revoked")
 
 
 def register(cli: typer.Typer) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.errors import Unauthorized
-from store.db import LOCAL_TENANT, ApiKey, Tenant
+from store.db import LOCAL_TENANT, ApiKey, Tenant, utcnow
 
 KEY_PREFIX = "fsk_"
 
@@ -50,6 +50,17 @@ def create_key(session: Session, tenant_id: str | None = None, tenant_name: str 
     session.add(row)
     session.flush()
     return NewKey(key, row.id, tenant_id)
+
+
+def revoke_key(session: Session, key_id: str) -> bool:
+    """Mark the key revoked (False: no such live key). Callers tell the API processes
+    (store.cache_events.publish(redis_url, "keys")): their caches drop keys at once."""
+    row = session.get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    session.flush()
+    return True
 
 
 def keys_exist(session: Session) -> bool:

@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.adaptation_waiter import AdaptationWaiter
 from service.admission import Admission
 from service.errors import Unauthorized, error_response, install_error_handlers
+from service.fastpath import PREDICTIONS_PATH, fast_predictions
+from service.hot import HotRows
 from service.metrics import ApiMetrics
 from service.predictor import Predictor
 from service.ratelimit import RateLimiter
@@ -68,7 +70,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db_url = db_url
     app.state.artifacts = artifact_store(settings)
     app.state.celery = make_celery(settings)
-    app.state.predictor = Predictor(app.state.artifacts, settings.task_cache_size)
+    app.state.predictor = Predictor(
+        app.state.artifacts, settings.task_cache_size,
+        batch_window=settings.predict_batch_window_ms / 1000, max_batch=settings.predict_max_batch,
+    )
+    app.state.hot = HotRows(db_url, settings.redis_url, settings.hot_cache_ttl_seconds, settings.hot_cache_size)
+    app.state.hot.on_task_gone = app.state.predictor.forget_task
+    app.state.hot.on_model_gone = app.state.predictor.forget_model
     app.state.rate_limiter = RateLimiter(settings.redis_url, settings.rate_limit_per_minute)
     app.state.metrics = ApiMetrics()
     app.state.admission = Admission(settings.max_inflight_adaptations, settings.max_inflight_adaptations_per_tenant)
@@ -76,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics.watch(db_url, app.state.celery, app.state.predictor)
     install_error_handlers(app)
 
+    predictions_route = next(r for r in tasks.router.routes if getattr(r, "path", None) == PREDICTIONS_PATH)
+    app.add_middleware(fast_predictions, fastapi_app=app, route=predictions_route)  # inside the body limit and the metrics
     app.add_middleware(_body_size_limit, settings=settings)
     app.add_middleware(app.state.metrics.middleware)  # outermost: times every answer, 413s included
 

@@ -7,12 +7,14 @@ import queue
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 import torch
 
 from models.episodes import ProblemSpec
 from models.learners import Learner, Params, load_learner
+from service.batching import ModelBatcher
 from store.artifacts import ArtifactStore
 from store.db import Model, Task
 
@@ -43,6 +45,15 @@ class LRUCache(Generic[K, V]):
                 self._items.popitem(last=False)
         return value
 
+    def peek(self, key: K) -> V | None:
+        """The cached value or None, counted as a hit; never loads (the event loop calls it)."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+            return value
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -61,6 +72,8 @@ class Replicas:
 
     def __init__(self, copies: list[Learner]) -> None:
         self.spec: ProblemSpec = copies[0].spec
+        self.copies = copies
+        self.batcher: ModelBatcher | None = None  # made by the predictor on first batched use
         self._free: queue.SimpleQueue[Learner] = queue.SimpleQueue()
         for learner in copies:
             self._free.put(learner)
@@ -80,9 +93,15 @@ class Predictor:
     thread, FEWSHOT_TORCH_THREADS) bound how many predictions of one model run at once.
     """
 
-    def __init__(self, store: ArtifactStore, task_capacity: int, model_capacity: int = 16, replicas: int | None = None) -> None:
+    def __init__(
+        self, store: ArtifactStore, task_capacity: int, model_capacity: int = 16, replicas: int | None = None,
+        batch_window: float = 0.002, max_batch: int = 64,
+    ) -> None:
         self.store = store
         self.replicas = replicas or max(1, min(2, os.cpu_count() or 1))
+        self.batch_window = batch_window  # seconds (FEWSHOT_PREDICT_BATCH_WINDOW_MS)
+        self.max_batch = max_batch
+        self._executor = ThreadPoolExecutor(max_workers=self.replicas, thread_name_prefix="predict")
         self.learners: LRUCache[str, Replicas] = LRUCache(model_capacity)
         self.states: LRUCache[str, Params] = LRUCache(task_capacity)
 
@@ -109,6 +128,12 @@ class Predictor:
         """
         phi = self.states.get_or_load(task_id, lambda: self.store.load(artifact))
         return learners.predict(phi, inputs)
+
+    def batcher(self, learners: Replicas) -> ModelBatcher:
+        """The model's batcher (service/batching.py); made on the event loop's first use."""
+        if learners.batcher is None:
+            learners.batcher = ModelBatcher(learners.copies, self._executor, self.batch_window, self.max_batch)
+        return learners.batcher
 
     def forget_task(self, task_id: str) -> None:
         self.states.discard(task_id)

@@ -60,6 +60,15 @@ class Settings(BaseSettings):
     # Redis redelivers an unacknowledged message after this long; keep it above lease_seconds.
     visibility_timeout: float = 12 * 3600.0
     task_cache_size: int = 1024  # adapted task states kept in the API process
+    # Hot predictions (service/hot.py): ready task, model and API-key rows kept in each API process,
+    # dropped at once when any process deletes or revokes one (Redis pub/sub) and after this TTL
+    # at the latest; rows kept (about 200 bytes each).
+    hot_cache_ttl_seconds: float = Field(default=5.0, ge=0)
+    hot_cache_size: int = Field(default=200_000, ge=1)
+    # Dynamic batching (service/batching.py): predictions for one model that arrive while its
+    # passes are busy wait at most this long for companions, then run as one forward pass.
+    predict_batch_window_ms: float = Field(default=2.0, ge=0)
+    predict_max_batch: int = Field(default=64, ge=1)
     max_request_bytes: int = 32 * 1024 * 1024
     max_upload_bytes: int = 512 * 1024 * 1024  # POST /v1/datasets (npz or zip)
     # Decoding budgets, checked from image headers before any pixel is decoded. One image:

@@ -93,6 +93,13 @@ class Learner(ABC):
     def predict(self, phi: Params, x: Tensor) -> Tensor:
         """Logits [B, n] (classification, n = the task's classes) or outputs [B, output_dim]."""
 
+    def predict_many(self, requests: list[tuple[Params, Tensor]]) -> list[Tensor]:
+        """predict for several tasks' inputs at once (the API's dynamic batching): the same outputs
+        as one predict per (phi, x), within float tolerance. Learners with a batched form (one
+        embedding pass, vmap over stacked task states, stacked summaries) override it; this
+        default makes one call per request."""
+        return [self.predict(phi, x) for phi, x in requests]
+
     @abstractmethod
     def state(self) -> Params:
         """theta as plain detached tensors (safetensors-ready)."""
@@ -165,3 +172,17 @@ class Learner(ABC):
             n = int(support_y.max()) + 1 if support_y.numel() else 0
             if n > self.max_classes:
                 raise ValueError(f"the support set has {n} classes, the model supports at most {self.max_classes}")
+
+
+def same_shape_groups(requests: list[tuple[Params, Tensor]]) -> list[list[int]]:
+    """Indices of requests whose inputs and task states have the same keys and shapes: each group
+    can be stacked along a new task dimension (vmap, stacked summaries)."""
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for i, (phi, x) in enumerate(requests):
+        key = (tuple(x.shape), x.dtype, tuple((k, tuple(v.shape), v.dtype) for k, v in phi.items()))
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
+def stack_states(states: list[Params]) -> Params:
+    return {k: torch.stack([s[k] for s in states]) for k in states[0]}

@@ -22,7 +22,17 @@ from torch import Tensor, nn
 from models.config import PREFIX, Config, ConfigError, Float
 from models.episodes import Episode, ProblemSpec
 from models.learners.attention import AttentionReader
-from models.learners.base import AdaptOptions, Channels, Learner, MetaRate, Params, Width, Widths
+from models.learners.base import (
+    AdaptOptions,
+    Channels,
+    Learner,
+    MetaRate,
+    Params,
+    Width,
+    Widths,
+    same_shape_groups,
+    stack_states,
+)
 from models.learners.mann import MANNReader
 from models.nets import SupportNormConv4, VectorEmbedding  # noqa: F401 - where tests and callers found them
 
@@ -147,6 +157,30 @@ class BlackBox(Learner):
         self.net.eval()
         with torch.no_grad():
             return self._readout(batched, x[None], n_classes)[0]
+
+    def predict_many(self, requests: list[tuple[Params, Tensor]]) -> list[Tensor]:
+        """Stacked summaries: one readout over the tasks of each group of same-shaped requests with
+        the same number of classes (the readout is batched over tasks already)."""
+        outputs: list[Tensor | None] = [None] * len(requests)
+        self.net.eval()
+        with torch.no_grad():
+            for group in same_shape_groups(requests):
+                first_phi, first_x = requests[group[0]]
+                if len(group) == 1 or first_x.shape[1:] != torch.Size(self.spec.input_shape):
+                    for i in group:
+                        outputs[i] = self.predict(*requests[i])
+                    continue
+                n_groups: dict[int | None, list[int]] = {}
+                for i in group:
+                    n = int(requests[i][0]["n_classes"][0]) if self.classification else None
+                    n_groups.setdefault(n, []).append(i)
+                for n_classes, members in n_groups.items():
+                    phis = stack_states([{k: v for k, v in requests[i][0].items() if k != "n_classes"} for i in members])
+                    xs = torch.stack([requests[i][1] for i in members])
+                    outs = self._readout(phis, xs, n_classes)
+                    for j, i in enumerate(members):
+                        outputs[i] = outs[j]
+        return outputs  # type: ignore[return-value]
 
     def state(self) -> Params:
         return {k: v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}

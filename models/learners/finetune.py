@@ -138,6 +138,15 @@ class Finetune(Learner):
         """Any number of classes up to MAX_CLASSES: a task's classes come from its support set."""
         return MAX_CLASSES if self.spec.output == "classification" else 0
 
+    def predict_many(self, requests: list[tuple[Params, Tensor]]) -> list[Tensor]:
+        """Head scope: one pass of the frozen body over every request's inputs, then each task's head."""
+        if self.config.scope == "all":
+            return super().predict_many(requests)
+        self.net.eval()
+        with torch.no_grad():
+            features = self.net.embed(torch.cat([x for _, x in requests])).split([len(x) for _, x in requests])
+            return [head_forward(phi, f) for f, (phi, _) in zip(features, requests, strict=True)]
+
     def state(self) -> Params:
         return {k: v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}
 

@@ -30,6 +30,8 @@ from models.learners.base import (
     MetaRate,
     Params,
     Widths,
+    same_shape_groups,
+    stack_states,
 )
 from models.learners.inner import inner_loop
 from models.nets import build_backbone, support_statistics
@@ -142,6 +144,23 @@ class MAML(Learner):
     def predict(self, phi: Params, x: Tensor) -> Tensor:
         with torch.no_grad():
             return self.predict_with(dict(self.net.named_parameters()), phi, x)
+
+    def predict_many(self, requests: list[tuple[Params, Tensor]]) -> list[Tensor]:
+        """One vmap over the stacked task states of each group of same-shaped requests
+        (torch.func.functional_call per task inside it), a plain predict for a lone one."""
+        outputs: list[Tensor | None] = [None] * len(requests)
+        theta = dict(self.net.named_parameters())
+        with torch.no_grad():
+            for group in same_shape_groups(requests):
+                if len(group) == 1:
+                    outputs[group[0]] = self.predict(*requests[group[0]])
+                    continue
+                phis = stack_states([requests[i][0] for i in group])
+                xs = torch.stack([requests[i][1] for i in group])
+                outs = torch.func.vmap(lambda phi, x: self.predict_with(theta, phi, x))(phis, xs)
+                for j, i in enumerate(group):
+                    outputs[i] = outs[j]
+        return outputs  # type: ignore[return-value]
 
     def state(self) -> Params:
         return {k: v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}

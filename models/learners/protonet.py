@@ -91,6 +91,14 @@ class ProtoNet(Learner):
         """Any number of classes up to MAX_CLASSES: a task's classes come from its support set."""
         return MAX_CLASSES if self.spec.output == "classification" else 0
 
+    def predict_many(self, requests: list[tuple[Params, Tensor]]) -> list[Tensor]:
+        """One embedding pass over every request's inputs (batch norm uses running statistics:
+        an input's embedding does not depend on its batch), then each task's prototype distances."""
+        self.net.eval()
+        with torch.no_grad():
+            features = self.net(torch.cat([x for _, x in requests])).split([len(x) for _, x in requests])
+            return [-squared_distances(f, phi["prototypes"]) for f, (phi, _) in zip(features, requests, strict=True)]
+
     def state(self) -> Params:
         return {k: v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}
 

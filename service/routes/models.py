@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -75,7 +75,7 @@ def get_model(model_id: ObjectId, session: SessionDep, tenant: TenantDep) -> Mod
 
 @router.delete("/{model_id}", status_code=204, operation_id="delete_model", responses=errors(404))
 def delete_model(
-    model_id: ObjectId, session: SessionDep, tenant: TenantDep, store: ArtifactsDep, predictor: PredictorDep
+    model_id: ObjectId, request: Request, session: SessionDep, tenant: TenantDep, store: ArtifactsDep, predictor: PredictorDep
 ) -> Response:
     """The model, its tasks and all their artifacts."""
     model = get_model_or_404(session, model_id, tenant)
@@ -89,5 +89,6 @@ def delete_model(
         predictor.forget_task(task_id)
         store.delete_prefix(task_prefix(task_id))
     predictor.forget_model(model_id)
+    request.app.state.hot.publish("model", model_id)  # every API process drops the model's rows and tasks
     store.delete_prefix(model_prefix(model_id))
     return Response(status_code=204)

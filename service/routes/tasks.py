@@ -7,10 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import torch
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import delete, select
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -24,17 +22,16 @@ from service.deps import (
     SessionDep,
     TenantDep,
     authenticate_briefly,
-    tenant_of,
 )
-from service.errors import Conflict, InvalidInput, NotFound, Unavailable
+from service.errors import InvalidInput, NotFound, Unavailable
+from service.fastpath import json_inputs, predictions
 from service.idempotency import Idempotency
-from service.inputs import InputBudget, check_finite_outputs, parse_inputs, parse_labels
-from service.predictor import Predictor
+from service.inputs import InputBudget, parse_inputs, parse_labels
 from service.routes.common import BODY_ERRORS, SEND_RETRY, Cursor, ObjectId, errors
 from service.routes.models import get_model_or_404
 from service.schemas import PredictionCreate, PredictionsPublic, TaskCreate, TaskPublic, TasksPublic
 from store.artifacts import ArtifactStore, support_key, task_prefix
-from store.db import Model, Task, get_engine, session_scope
+from store.db import Task, session_scope
 from store.ids import new_id
 from store.queue import ADAPT_TASK
 from store.settings import Settings
@@ -227,65 +224,39 @@ def get_task(task_id: ObjectId, session: SessionDep, tenant: TenantDep) -> TaskP
 
 
 @router.delete("/v1/tasks/{task_id}", status_code=204, operation_id="delete_task", responses=errors(404))
-def delete_task(task_id: ObjectId, session: SessionDep, store: ArtifactsDep, predictor: PredictorDep, tenant: TenantDep) -> Response:
+def delete_task(
+    task_id: ObjectId, request: Request, session: SessionDep, store: ArtifactsDep, predictor: PredictorDep, tenant: TenantDep,
+) -> Response:
     task = get_task_or_404(session, task_id, tenant)
     session.delete(task)
     session.commit()
     predictor.forget_task(task_id)
+    request.app.state.hot.publish("task", task_id)  # every API process drops its cached row and state
     store.delete_prefix(task_prefix(task_id))
     return Response(status_code=204)
 
 
+# The raw bodies service/fastpath.py takes beside JSON, declared for the schema and the SDK.
+RAW_INPUTS: dict[str, Any] = {"requestBody": {
+    "description": "JSON `{\"inputs\": [...]}`; or `application/octet-stream`: float32, little-endian, inputs of the "
+                   "model's input shape one after another (the batch is the body's length over one input's bytes); "
+                   "or `image/png`: one image",
+    "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+    },
+}}
+
+
 @router.post(
     "/v1/tasks/{task_id}/predictions", operation_id="create_predictions", response_model=PredictionsPublic,
-    responses=errors(*BODY_ERRORS, 404, 409),
+    responses=errors(*BODY_ERRORS, 404, 409), openapi_extra=RAW_INPUTS,
 )
-async def create_predictions(task_id: ObjectId, body: PredictionCreate, request: Request, predictor: PredictorDep) -> Response:
-    # async, with its blocking part (SQL, torch) in one thread-pool call: a sync route with sync
-    # dependencies pays one thread hop for each, and an ORM session per request costs more than
-    # the two small queries it makes (benchmarks/results/http_predictions.md). No docstring: it
-    # would become the operation's description in openapi.json.
-    content = await run_in_threadpool(_predict, request, task_id, body.inputs, predictor)
+async def create_predictions(task_id: ObjectId, body: PredictionCreate, request: Request) -> Response:
+    # Most requests never reach this: service/fastpath.py answers them in front of the router with
+    # the same code (predictions()); this declares the operation and answers the bodies the fast
+    # path hands over. No docstring: it would become the operation's description in openapi.json.
+    inline = len(body.inputs) <= 16
+    content = await predictions(request.app.state, request, task_id, json_inputs(body.inputs), inline)
     return Response(content, media_type="application/json")
 
-
-_TASK_ROW = select(Task.tenant_id, Task.status, Task.model_id, Task.labels, Task.scalar_targets, Task.artifact)
-
-
-def _predict(request: Request, task_id: str, inputs: list[Any], predictor: Predictor) -> bytes:
-    """The JSON answer: auth, the task's row (it may have been deleted by any API process), then the model."""
-    with get_engine(request.app.state.db_url).connect() as conn:
-        # An ORM session on the same connection for the API-key lookup (it loads ApiKey rows);
-        # the task's row is read with Core: no session setup, flush or commit for a read.
-        tenant = tenant_of(request, Session(bind=conn))
-        task = conn.execute(_TASK_ROW.where(Task.id == task_id)).first()
-        if task is None or task.tenant_id != tenant:
-            raise NotFound("task", task_id, param="task_id")
-        if task.status != "ready":
-            raise Conflict(f"task {task_id} is {task.status}, not ready; predictions need a ready task", param="task_id", code="task_not_ready")
-        learners = predictor.learner_for(task.model_id, lambda: _model_row(conn, task.model_id))
-    spec = learners.spec
-    conversions: list[str] = []
-    x = parse_inputs(inputs, spec, "inputs", InputBudget.from_settings(request.app.state.settings), conversions)
-    start = time.perf_counter()
-    outputs = predictor.run(learners, task_id, task.artifact, x)
-    request.app.state.metrics.prediction_seconds.observe(time.perf_counter() - start)
-    check_finite_outputs(outputs, "inputs")  # a 422, never a 200 with null predictions
-    if spec.output == "classification":
-        probs = torch.softmax(outputs, dim=-1)
-        labels: list[Any] = task.labels or []
-        predictions = [labels[i] for i in probs.argmax(dim=-1).tolist()]
-        answer = PredictionsPublic(task_id=task_id, predictions=predictions, probabilities=probs.tolist(), labels=labels,
-                                   conversions=conversions)
-    else:
-        rows = outputs.tolist()
-        answer = PredictionsPublic(task_id=task_id, predictions=[r[0] for r in rows] if task.scalar_targets else rows,
-                                   conversions=conversions)
-    return answer.model_dump_json().encode()
-
-
-def _model_row(conn: Connection, model_id: str) -> Model:
-    model = Session(bind=conn).get(Model, model_id)
-    if model is None:
-        raise NotFound("model", model_id, param="model_id")
-    return model

@@ -71,6 +71,18 @@ def test_protonet_trains_adapts_and_predicts_through_the_api(settings, omniglot_
     accuracy = sum(g == want for g, (_, want) in zip(got, queries, strict=True)) / len(queries)
     assert accuracy > 0.25 + 0.15, accuracy
 
+    # Raw bodies (issue 15, point 2): one PNG, or float32 in the model's input shape, answer as JSON does.
+    for image in support[:2]:
+        as_json = client.post(f"/v1/tasks/{task_id}/predictions", json={"inputs": [image]}).json()
+        png = client.post(f"/v1/tasks/{task_id}/predictions", content=base64.b64decode(image), headers={"Content-Type": "image/png"})
+        assert png.status_code == 200 and png.json() == as_json, png.text
+    pixels = [np.asarray(images[c, 0], dtype="<f4") for c in range(4)]  # [28, 28] each, in model space
+    as_json = client.post(f"/v1/tasks/{task_id}/predictions", json={"inputs": [p[None].tolist() for p in pixels]}).json()
+    raw = client.post(f"/v1/tasks/{task_id}/predictions", content=np.stack(pixels).tobytes(),
+                      headers={"Content-Type": "application/octet-stream"})
+    assert raw.status_code == 200 and raw.json() == as_json, raw.text
+    assert as_json["predictions"] == labels
+
 
 @pytest.mark.parametrize("algorithm", ["protonet", "finetune"])
 def test_trained_5_way_serves_20_way_with_every_adaptation_option(settings, omniglot_dir, algorithm):

@@ -9,13 +9,13 @@ from ...client import AuthenticatedClient, Client
 from ...models.error_body import ErrorBody
 from ...models.prediction_create import PredictionCreate
 from ...models.predictions_public import PredictionsPublic
-from ...types import Response
+from ...types import UNSET, File, Response, Unset
 
 
 def _get_kwargs(
     task_id: str,
     *,
-    body: PredictionCreate,
+    body: PredictionCreate | File | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
 
@@ -26,9 +26,13 @@ def _get_kwargs(
         ),
     }
 
-    _kwargs["json"] = body.to_dict()
+    if isinstance(body, PredictionCreate):
+        _kwargs["json"] = body.to_dict()
 
-    headers["Content-Type"] = "application/json"
+        headers["Content-Type"] = "application/json"
+    if isinstance(body, File):
+        _kwargs["content"] = body.payload
+        headers["Content-Type"] = "application/octet-stream"
 
     _kwargs["headers"] = headers
     return _kwargs
@@ -103,13 +107,14 @@ def sync_detailed(
     task_id: str,
     *,
     client: AuthenticatedClient | Client,
-    body: PredictionCreate,
+    body: PredictionCreate | File | Unset = UNSET,
 ) -> Response[ErrorBody | PredictionsPublic]:
     """Create Predictions
 
     Args:
         task_id (str):
         body (PredictionCreate):
+        body (File):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -135,13 +140,14 @@ def sync(
     task_id: str,
     *,
     client: AuthenticatedClient | Client,
-    body: PredictionCreate,
+    body: PredictionCreate | File | Unset = UNSET,
 ) -> ErrorBody | PredictionsPublic | None:
     """Create Predictions
 
     Args:
         task_id (str):
         body (PredictionCreate):
+        body (File):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -162,13 +168,14 @@ async def asyncio_detailed(
     task_id: str,
     *,
     client: AuthenticatedClient | Client,
-    body: PredictionCreate,
+    body: PredictionCreate | File | Unset = UNSET,
 ) -> Response[ErrorBody | PredictionsPublic]:
     """Create Predictions
 
     Args:
         task_id (str):
         body (PredictionCreate):
+        body (File):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -192,13 +199,14 @@ async def asyncio(
     task_id: str,
     *,
     client: AuthenticatedClient | Client,
-    body: PredictionCreate,
+    body: PredictionCreate | File | Unset = UNSET,
 ) -> ErrorBody | PredictionsPublic | None:
     """Create Predictions
 
     Args:
         task_id (str):
         body (PredictionCreate):
+        body (File):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.

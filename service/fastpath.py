@@ -1,0 +1,192 @@
+"""POST /v1/tasks/{task_id}/predictions below FastAPI's per-request machinery.
+
+A plain ASGI handler in front of the router takes the requests it can answer exactly as the
+declared route would: a JSON body `{"inputs": [...]}`, or a raw body (`application/octet-stream`:
+float32 little-endian in the model's input shape, the batch is the body's length over one input's
+bytes; `image/png`: one image). Rows come from the in-process caches (service/hot.py; SQL only on
+a miss, in the thread pool), the forward pass from the model's batcher (service/batching.py), the
+answer is written with orjson. Anything else (a body that is not that JSON object, an id that
+is not an id) is handed to the FastAPI route unchanged, so its validation errors stay the same;
+errors raised here go through the app's own exception handlers (same status, JSON shape, headers).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import orjson
+import torch
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from models.episodes import ProblemSpec
+from service.auth import presented_key
+from service.errors import ApiError, Conflict, InvalidInput, NotFound, PayloadTooLarge
+from service.hot import HotRows
+from service.inputs import MAX_ITEMS, InputBudget, check_finite_outputs, parse_inputs
+from service.predictor import Predictor
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_PATH = "/v1/tasks/{task_id}/predictions"
+_PATH = re.compile(r"^/v1/tasks/([A-Za-z0-9_-]{1,64})/predictions$")
+INLINE_BODY_BYTES = 65_536  # smaller JSON bodies are parsed on the event loop (no thread hop)
+# (spec, budget, conversions) -> inputs [B, *input_shape]; conversions collects what the modality converted
+Parse = Callable[[ProblemSpec, InputBudget, list[str]], torch.Tensor]
+
+
+async def predictions(state: Any, request: Request, task_id: str, parse: Parse, inline: bool) -> bytes:
+    """The JSON answer for a prediction request: the same for the raw handler and the declared route."""
+    hot: HotRows = state.hot
+    settings = state.settings
+    key = presented_key(request)
+    tenant = hot.cached_tenant(key, settings.require_auth)
+    if tenant is None:
+        tenant = await run_in_threadpool(hot.load_tenant, key, settings.require_auth)
+    if state.rate_limiter.per_minute > 0:
+        await run_in_threadpool(state.rate_limiter.check, tenant)
+    task = hot.cached_task(task_id) or await run_in_threadpool(hot.load_task, task_id)
+    if task is None or task.tenant_id != tenant:
+        raise NotFound("task", task_id, param="task_id")
+    if task.status != "ready":
+        raise Conflict(f"task {task_id} is {task.status}, not ready; predictions need a ready task", param="task_id", code="task_not_ready")
+    predictor: Predictor = state.predictor
+    learners = predictor.learners.peek(task.model_id)
+    if learners is None:
+        learners = await run_in_threadpool(predictor.learner_for, task.model_id, lambda: hot.model_row(task.model_id))
+    spec = learners.spec
+    budget = InputBudget.from_settings(settings)
+    conversions: list[str] = []
+    x = parse(spec, budget, conversions) if inline else await run_in_threadpool(parse, spec, budget, conversions)
+    phi = predictor.states.peek(task_id)
+    if phi is None:
+        artifact = task.artifact
+        phi = await run_in_threadpool(predictor.states.get_or_load, task_id, lambda: predictor.store.load(artifact))
+    start = time.perf_counter()
+    outputs = await predictor.batcher(learners).predict(task_id, phi, x)
+    state.metrics.prediction_seconds.observe(time.perf_counter() - start)
+    check_finite_outputs(outputs, "inputs")  # a 422, never a 200 with null predictions
+    answer: dict[str, Any] = {"object": "predictions", "task_id": task_id}
+    if spec.output == "classification":
+        probs = torch.softmax(outputs, dim=-1)
+        labels: list[Any] = task.labels or []
+        answer.update(predictions=[labels[i] for i in probs.argmax(dim=-1).tolist()], probabilities=probs.tolist(), labels=labels)
+    else:
+        rows = outputs.tolist()
+        answer.update(predictions=[r[0] for r in rows] if task.scalar_targets else rows, probabilities=None, labels=None)
+    answer["conversions"] = conversions
+    return orjson.dumps(answer)
+
+
+def json_inputs(values: list[Any]) -> Parse:
+    return lambda spec, budget, conversions: parse_inputs(values, spec, "inputs", budget, conversions)
+
+
+def float32_inputs(body: bytes) -> Parse:
+    def parse(spec: ProblemSpec, budget: InputBudget, conversions: list[str]) -> torch.Tensor:
+        shape = tuple(spec.input_shape)
+        size = 4 * math.prod(shape)
+        if not body or len(body) % size:
+            raise InvalidInput(
+                f"the body has {len(body)} bytes; application/octet-stream takes float32 inputs (little-endian) of "
+                f"shape {list(shape)}, {size} bytes each, one after another", param="body", code="invalid_input_shape",
+            )
+        n = len(body) // size
+        if n > MAX_ITEMS:
+            raise InvalidInput(f"the body holds {n} inputs, at most {MAX_ITEMS} are taken", param="body")
+        if n * math.prod(shape) > budget.request_numbers:
+            raise PayloadTooLarge(
+                f"the body holds {n * math.prod(shape)} numbers; at most {budget.request_numbers} are taken per request "
+                "(setting FEWSHOT_MAX_REQUEST_NUMBERS): split the inputs over several requests", param="body",
+                code="too_many_numbers",
+            )
+        array = np.frombuffer(body, dtype="<f4").astype(np.float32).reshape(n, *shape)
+        if not np.isfinite(array).all():
+            raise InvalidInput("the body contains NaN or infinity", param="body", code="non_finite_input")
+        return torch.from_numpy(array)
+
+    return parse
+
+
+def png_input(body: bytes) -> Parse:
+    encoded = base64.b64encode(body).decode()  # the JSON route's decoder (service/inputs.py), unchanged
+    return lambda spec, budget, conversions: parse_inputs([encoded], spec, "body", budget, conversions)
+
+
+def fast_predictions(app: ASGIApp, fastapi_app: FastAPI, route: Any) -> ASGIApp:
+    """`app` with POST PREDICTIONS_PATH answered in front of it; `route` is that path's declared route."""
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        match = _PATH.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if match is None:
+            await app(scope, receive, send)
+            return
+        body, messages = await _read(receive)
+        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"application/json")
+        media = content_type.split(b";")[0].strip().lower()
+        parse: Parse | None = None
+        inline = len(body) <= INLINE_BODY_BYTES
+        if media == b"application/json":
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                data = None
+            if isinstance(data, dict) and data.keys() == {"inputs"} and isinstance(data["inputs"], list):
+                parse = json_inputs(data["inputs"])
+        elif media == b"application/octet-stream":
+            parse, inline = float32_inputs(body), True
+        elif media == b"image/png":
+            parse = png_input(body)
+        if parse is None:  # the declared route answers, and its validation errors with it
+            await app(scope, _replay(messages, receive), send)
+            return
+        scope["route"] = route  # the metrics label requests by route template
+        request = Request(scope)
+        try:
+            response: Response = Response(
+                await predictions(fastapi_app.state, request, match.group(1), parse, inline), media_type="application/json",
+            )
+        except Exception as exc:  # noqa: BLE001 - answered by the app's handler for it, as the router would
+            if not isinstance(exc, ApiError):
+                log.exception("POST %s failed", scope["path"])
+            response = await _handled(fastapi_app, request, exc)
+        await response(scope, receive, send)
+
+    return handle
+
+
+async def _read(receive: Receive) -> tuple[bytes, list[Message]]:
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    return b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request"), messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+async def _handled(app: FastAPI, request: Request, exc: Exception) -> Response:
+    for cls in type(exc).__mro__:
+        handler = app.exception_handlers.get(cls)
+        if handler is not None:
+            return await handler(request, exc)  # type: ignore[no-any-return]
+    raise exc

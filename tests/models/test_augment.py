@@ -54,7 +54,7 @@ def test_augment_is_an_omniglot_key():
     assert resolve("protonet", "omniglot", {"augment": True}).training.augment
     with pytest.raises(ConfigError) as info:
         resolve("maml", "sinusoid", {"augment": True})
-    assert info.value.param == "augment"
+    assert info.value.param == "config.augment"
 
 
 def test_test_time_views_are_fixed_and_start_with_the_image_itself():

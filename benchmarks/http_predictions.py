@@ -146,10 +146,24 @@ def prediction_body(image: Any) -> bytes:
     return json.dumps({"inputs": [image.tolist()]}).encode()
 
 
-def sequential(server: Server, paths: list[str], body: bytes, seconds: float) -> dict[str, float]:
+def raw_body(image: Any) -> bytes:
+    """The same image as application/octet-stream: float32 little-endian in the model's input shape."""
+    import numpy as np
+
+    return np.asarray(image, dtype="<f4").tobytes()
+
+
+def png_body(image: Any) -> bytes:
+    """The same image as image/png (dark on white, as a scan is: the API inverts it back)."""
+    from models.images import encode_png
+
+    return encode_png(1.0 - image[0].numpy())
+
+
+def sequential(server: Server, paths: list[str], body: bytes, seconds: float, content_type: str = "application/json") -> dict[str, float]:
     """One keep-alive client, one request at a time, each path once (cycled), for at most `seconds`."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": content_type}
     latencies: list[float] = []
     errors = 0
     pids = server.api_pids()
@@ -190,10 +204,13 @@ async def _client(port: int, request: bytes, stop: float, latencies: list[float]
     writer.close()
 
 
-def concurrent_asyncio(server: Server, path: str, body: bytes, clients: int, seconds: float) -> dict[str, float]:
-    """`clients` keep-alive connections in one asyncio loop, each sending its next request on the answer."""
-    request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+def concurrent_asyncio(server: Server, path: str | list[str], body: bytes, clients: int, seconds: float,
+                       content_type: str = "application/json") -> dict[str, float]:
+    """`clients` keep-alive connections in one asyncio loop, each sending its next request on the answer
+    (client i to paths[i % len(paths)] when given several paths)."""
+    paths = [path] if isinstance(path, str) else path
+    requests = [(f"POST {p} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
+                 f"Content-Length: {len(body)}\r\n\r\n").encode() + body for p in paths]
     latencies: list[float] = []
     errors: list[int] = []
     pids = server.api_pids()
@@ -201,13 +218,66 @@ def concurrent_asyncio(server: Server, path: str, body: bytes, clients: int, sec
 
     async def run() -> None:
         stop = asyncio.get_running_loop().time() + seconds
-        await asyncio.gather(*(_client(server.port, request, stop, latencies, errors) for _ in range(clients)))
+        await asyncio.gather(*(_client(server.port, requests[i % len(requests)], stop, latencies, errors) for i in range(clients)))
 
     cpu0, mine0, t0 = cpu_seconds(pids), cpu_seconds([me]), time.perf_counter()
     asyncio.run(run())
     elapsed = time.perf_counter() - t0
     return {**summary(latencies, len(errors), elapsed), **api_cpu(cpu_seconds(pids) - cpu0, elapsed, len(latencies) + len(errors)),
             "client_cpu_per_s": round((cpu_seconds([me]) - mine0) / elapsed, 2)}
+
+
+def concurrent_wrk(server: Server, path: str, body: bytes, clients: int, seconds: int, folder: Path,
+                   content_type: str = "application/json") -> dict[str, float]:
+    """wrk (C, one thread, `clients` keep-alive connections) for `seconds`; p50/p99 from --latency."""
+    (folder / "wrk-body").write_bytes(body)
+    script = folder / "wrk.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.headers["Content-Type"] = "{content_type}"\n'
+        f'local f = io.open("{folder / "wrk-body"}", "rb"); wrk.body = f:read("*a"); f:close()\n'
+    )
+    pids = server.api_pids()
+    cpu0, t0 = cpu_seconds(pids), time.perf_counter()
+    process = subprocess.Popen(["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", "-s", str(script),
+                                f"http://127.0.0.1:{server.port}{path}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wrk_cpu = 0.0
+    while process.poll() is None:
+        wrk_cpu = max(wrk_cpu, cpu_seconds([process.pid]))
+        time.sleep(0.2)
+    out = process.stdout.read() if process.stdout else ""
+    elapsed = time.perf_counter() - t0
+    used = cpu_seconds(pids) - cpu0
+
+    def ms(text: str) -> float:
+        value = float("".join(c for c in text if c.isdigit() or c == "."))
+        return value / 1000 if text.endswith("us") else value * 1000 if text.endswith("s") and not text.endswith("ms") else value
+
+    figures: dict[str, Any] = {"errors": 0}
+    for line in out.splitlines():
+        words = line.split()
+        if line.strip().startswith("50.000%") or (len(words) == 2 and words[0] == "50%"):
+            figures["p50_ms"] = round(ms(words[1]), 3)
+        elif len(words) == 2 and words[0] == "99%":
+            figures["p99_ms"] = round(ms(words[1]), 3)
+        elif line.startswith("Requests/sec:"):
+            figures["per_second"] = round(float(words[1]), 1)
+        elif "requests in" in line:
+            figures["requests"] = int(words[0])
+        elif line.strip().startswith("Non-2xx"):
+            figures["errors"] += int(words[-1])
+        elif line.strip().startswith("Socket errors"):
+            figures["errors"] += sum(int(w.strip(",")) for w in words[2:] if w.strip(",").isdigit())
+    if "per_second" not in figures:
+        raise RuntimeError(f"wrk said:\n{out}")
+    return {**figures, **api_cpu(used, elapsed, figures.get("requests", 0)), "client_cpu_per_s": round(wrk_cpu / elapsed, 2)}
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median over repeated runs (and the runs themselves)."""
+    keys = [k for k, v in runs[0].items() if isinstance(v, int | float)]
+    return {**{k: round(statistics.median(r[k] for r in runs), 3) for k in keys}, "repeats": len(runs),
+            "per_run": [{k: r[k] for k in ("p50_ms", "p99_ms", "per_second", "errors") if k in r} for r in runs]}
 
 
 def concurrent_locust(server: Server, task_id: str, image: Any, clients: int, seconds: int, folder: Path) -> dict[str, float]:
@@ -350,14 +420,22 @@ def main() -> None:
     p.add_argument("--no-locust", action="store_true")
     p.add_argument("--profile", action="store_true", help="py-spy the API under the concurrent load")
     p.add_argument("--name", default="http_predictions")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each hot and concurrent phase, interleaved across servers: medians reported")
+    p.add_argument("--levels", default="10,1000,100000", help="stored-task counts at which hot p50 and 16-task concurrent rate are measured")
+    p.add_argument("--no-wrk", action="store_true")
     p.add_argument("--baseline", type=Path, help="another checkout (e.g. `git worktree add /tmp/base HEAD`) served and measured alike, phase by phase")
     args = p.parse_args()
     if not args.no_locust and not (BIN / "locust").exists():  # the `bench` extra: CI's smoke runs go without it
         print("locust not installed (pip install -e '.[bench]'): its phase is skipped")
         args.no_locust = True
+    if not args.no_wrk and shutil.which("wrk") is None:
+        print("wrk not installed (apt-get install wrk): its phase is skipped")
+        args.no_wrk = True
+    levels = [int(n) for n in args.levels.split(",") if n]
     if args.smoke:
-        args.tasks, args.distinct, args.seconds = 200, 100, 2
+        args.tasks, args.distinct, args.seconds, args.repeats, levels = 200, 100, 2, 1, [10, 200]
         args.name = "http_predictions-smoke" if args.name == "http_predictions" else args.name
+    args.tasks = max([args.tasks, *levels]) if levels else args.tasks
 
     from models.omniglot import load_omniglot
 
@@ -375,25 +453,38 @@ def main() -> None:
         runs: dict[str, dict[str, Any]] = {label: {} for label in servers}
         results["runs"] = runs
 
-        def phase(name: str, run: Any) -> None:
-            """One phase on every server in turn, so that they share the machine's moods alike."""
-            for label, server in servers.items():
-                runs[label][name] = run(label, server, *targets[label])
-                print(f"{label}: {name}", runs[label][name], flush=True)
+        def phase(name: str, run: Any, this_tree_only: bool = False, repeats: int = args.repeats) -> None:
+            """One phase on every server in turn, `repeats` times interleaved, so that they share the
+            machine's moods alike; the medians are kept."""
+            labels = [label for label in servers if label == "this tree" or not this_tree_only]
+            done: dict[str, list[dict[str, Any]]] = {label: [] for label in labels}
+            for _ in range(repeats):
+                for label in labels:
+                    done[label].append(run(label, servers[label], *targets[label]))
+            for label in labels:
+                runs[label][name] = median_of(done[label]) if repeats > 1 else done[label][0]
+                print(f"{label}: {name}", {k: v for k, v in runs[label][name].items() if k != "per_run"}, flush=True)
 
         def hot_path(task_id: str) -> str:
             return f"/v1/tasks/{task_id}/predictions"
 
+        raw, png = raw_body(images[5]), png_body(images[5])
         for label, server in servers.items():
             status, answer = server.request("POST", hot_path(targets[label][1]), {"inputs": [images[5].tolist()]})
             assert status == 200 and len(answer["probabilities"][0]) == 5, answer
             sequential(server, [hot_path(targets[label][1])] * 200, body, args.seconds)  # warm-up
-        phase("hot", lambda label, server, model_id, task_id: sequential(server, [hot_path(task_id)] * 10**6, body, args.seconds))
-        phase("concurrent_asyncio", lambda label, server, model_id, task_id:
-              concurrent_asyncio(server, hot_path(task_id), body, args.clients, args.seconds))
+        for name, content, kind, only in (("", body, "application/json", False), ("_raw", raw, "application/octet-stream", True),
+                                          ("_png", png, "image/png", True)):
+            phase(f"hot{name}", lambda label, server, model_id, task_id, content=content, kind=kind:
+                  sequential(server, [hot_path(task_id)] * 10**6, content, args.seconds, kind), only)
+            phase(f"concurrent_asyncio{name}", lambda label, server, model_id, task_id, content=content, kind=kind:
+                  concurrent_asyncio(server, hot_path(task_id), content, args.clients, args.seconds, kind), only)
+            if not args.no_wrk and name != "_png":
+                phase(f"concurrent_wrk{name}", lambda label, server, model_id, task_id, content=content, kind=kind:
+                      concurrent_wrk(server, hot_path(task_id), content, args.clients, args.seconds, folder, kind), only)
         if not args.no_locust:
             phase("concurrent_locust", lambda label, server, model_id, task_id:
-                  concurrent_locust(server, task_id, images[5], args.clients, args.seconds, folder))
+                  concurrent_locust(server, task_id, images[5], args.clients, args.seconds, folder), repeats=1)
         if args.profile:
             server, task_id = servers["this tree"], targets["this tree"][1]
             top = profile(server, hot_path(task_id), body, max(args.seconds, 10), args.clients, folder / "py-spy")
@@ -401,19 +492,40 @@ def main() -> None:
             (RESULTS / f"{args.name}-profile.txt").write_text(top)
             results["profile"] = f"{args.name}-profile.txt"
             print(top[:3000], flush=True)
-        cold_paths: dict[str, list[str]] = {}
         from store.artifacts import state_key
 
+        stored: dict[str, list[str]] = {label: [] for label in servers}
+        results["levels"] = levels
+        for level in levels:  # cost against stored tasks: hot p50 on one stored task, 16 clients on 16 of them
+            for label, server in servers.items():
+                t0 = time.perf_counter()
+                more = level - len(stored[label])
+                stored[label] += store_tasks(server, *targets[label], more, min(more, args.distinct))
+                runs[label][f"store_seconds_{level}"] = round(time.perf_counter() - t0, 1)
+                print(f"{label}: {level} tasks stored (+{more} in {runs[label][f'store_seconds_{level}']} s)", flush=True)
+                asked = [hot_path(t) for t in stored[label][:args.clients]]
+                sequential(server, asked * 5, body, args.seconds)  # warm: rows and states cached
+            phase(f"hot_{level}", lambda label, server, model_id, task_id:
+                  sequential(server, [hot_path(stored[label][0])] * 10**6, body, args.seconds))
+            phase(f"concurrent_{level}", lambda label, server, model_id, task_id:
+                  concurrent_asyncio(server, [hot_path(t) for t in stored[label][:args.clients]], body, args.clients, args.seconds))
+        cold_paths: dict[str, list[str]] = {}
         for label, server in servers.items():
-            t0 = time.perf_counter()
-            ids = store_tasks(server, *targets[label], args.tasks, args.distinct)
-            runs[label]["store_seconds"] = round(time.perf_counter() - t0, 1)
-            cold_ids = random.Random(0).sample(ids[:args.distinct], min(args.tasks, args.distinct))
+            if len(stored[label]) < args.tasks:
+                more = args.tasks - len(stored[label])
+                stored[label] += store_tasks(server, *targets[label], more, min(more, args.distinct))
+            # Never asked, and with a file of its own: the last level's first `distinct` tasks.
+            fresh = stored[label][-(args.tasks - (levels[-2] if len(levels) > 1 else 0)):][:args.distinct]
+            cold_ids = [t for t in fresh if t not in stored[label][:args.clients]]
+            random.Random(0).shuffle(cold_ids)
             evict([server.data_dir / "artifacts" / state_key(t) for t in cold_ids])
             cold_paths[label] = [hot_path(t) for t in cold_ids]
-            print(f"{label}: stored {args.tasks} tasks in {runs[label]['store_seconds']} s", flush=True)
-        phase("cold", lambda label, server, model_id, task_id: sequential(server, cold_paths[label], body, args.seconds))
+        phase("cold", lambda label, server, model_id, task_id: sequential(server, cold_paths[label], body, args.seconds), repeats=1)
         write_results(args.name, results, markdown(results))  # before the clean-up: 100,000 folders take minutes to delete
+        try:
+            plot(results, RESULTS / f"{args.name}.png")
+        except ImportError:
+            print("matplotlib not installed (the bench extra): no plot", flush=True)
     finally:
         for server in servers.values():
             server.stop()
@@ -422,24 +534,58 @@ def main() -> None:
 
 
 def markdown(r: dict[str, Any]) -> str:
-    rows = [("hot, 1 client", "hot", "< 3 ms p50"), (f"hot, {r['clients']} clients, asyncio client", "concurrent_asyncio", ">= 1000/s"),
-            (f"hot, {r['clients']} clients, locust FastHttpUser", "concurrent_locust", ">= 1000/s"),
+    n = r["clients"]
+    rows = [("hot, 1 client, JSON", "hot", "p50 <= 3 ms"), ("hot, 1 client, octet-stream float32", "hot_raw", "p50 <= 3 ms"),
+            ("hot, 1 client, image/png", "hot_png", "p50 <= 3 ms"),
+            (f"hot, {n} clients, asyncio client, JSON", "concurrent_asyncio", ">= 1000/s, p99 < 25 ms"),
+            (f"hot, {n} clients, asyncio client, octet-stream", "concurrent_asyncio_raw", ">= 1000/s, p99 < 25 ms"),
+            (f"hot, {n} clients, asyncio client, image/png", "concurrent_asyncio_png", ">= 1000/s, p99 < 25 ms"),
+            (f"hot, {n} connections, wrk, JSON", "concurrent_wrk", ">= 1000/s, p99 < 25 ms"),
+            (f"hot, {n} connections, wrk, octet-stream", "concurrent_wrk_raw", ">= 1000/s, p99 < 25 ms"),
+            (f"hot, {n} clients, locust FastHttpUser", "concurrent_locust", ">= 1000/s"),
+            *[(f"{level:,} tasks stored: hot, 1 client", f"hot_{level}", "") for level in r.get("levels", [])],
+            *[(f"{level:,} tasks stored: {n} clients on {n} tasks", f"concurrent_{level}", "") for level in r.get("levels", [])],
             (f"cold, {r['tasks']:,} tasks stored, evicted from page cache", "cold", "< 10 ms p50")]
-    out = ["| code | phase | target | p50 ms | p99 ms | per s | requests | errors | API CPU/s | API CPU ms/request | client CPU/s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| code | phase | target | p50 ms | p99 ms | per s | requests | errors | API CPU/s | API CPU ms/request | client CPU/s | runs |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for label, key, target in rows:
         for code, run in r["runs"].items():
             if key in run:
                 m = run[key]
                 out.append(f"| {code} | {label} | {target} | {m['p50_ms']} | {m['p99_ms']} | {m['per_second']} | {m['requests']} | "
-                           f"{m['errors']} | {m.get('api_cpu_per_s', '')} | {m.get('api_cpu_ms_per_request', '')} | {m.get('client_cpu_per_s', '')} |")
-    stored = ", ".join(f"{code}: {run.get('store_seconds', '?')} s" for code, run in r["runs"].items())
+                           f"{m['errors']} | {m.get('api_cpu_per_s', '')} | {m.get('api_cpu_ms_per_request', '')} | "
+                           f"{m.get('client_cpu_per_s', '')} | {m.get('repeats', 1)} |")
+    stored = ", ".join(f"{code}: " + "/".join(f"{v} s" for k, v in run.items() if k.startswith("store_seconds")) for code, run in r["runs"].items())
     out.append(f"\n`fewshot serve {r['serve_args']}`{'; baseline: ' + r['baseline'] if r['baseline'] else ''}. "
-               f"{r['tasks']:,} tasks stored per server ({stored}): rows bulk-inserted, a state file each "
-               f"({r.get('distinct', '?'):,} real copies, the others hard links to them; the cold phase asks only tasks "
-               "with their own copy, each once, evicted from the page cache first). "
-               "CPU/s: CPU seconds per wall second (2 = both cores).\n")
+               f"Tasks stored per server at each level (seconds: {stored}): rows bulk-inserted through store/ (HTTP would take "
+               f"hours for 100,000), a state file each ({r.get('distinct', '?'):,} real copies per level, the others hard links; "
+               "the cold phase asks only tasks with their own copy, each once, evicted from the page cache first). Figures "
+               "with runs > 1 are medians of that many interleaved runs. CPU/s: CPU seconds per wall second (2 = both cores).\n")
     return "\n".join(out) + "\n"
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    """Predictions/s (16 clients on 16 tasks) and hot p50 against tasks stored, per code version."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = r.get("levels", [])
+    fig, (rate, p50) = plt.subplots(1, 2, figsize=(10, 4))
+    for code, run in r["runs"].items():
+        rate.plot(levels, [run[f"concurrent_{n}"]["per_second"] for n in levels], marker="o", label=code)
+        p50.plot(levels, [run[f"hot_{n}"]["p50_ms"] for n in levels], marker="o", label=code)
+    rate.axhline(1000, color="grey", linestyle="--", linewidth=1, label="target 1,000/s")
+    p50.axhline(3, color="grey", linestyle="--", linewidth=1, label="target 3 ms")
+    for ax, title in ((rate, f"predictions/s, {r['clients']} clients on {r['clients']} tasks"), (p50, "hot p50 ms, 1 client")):
+        ax.set_xscale("log")
+        ax.set_xlabel("tasks stored")
+        ax.set_title(title)
+        ax.legend()
+        ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 if __name__ == "__main__":

@@ -142,12 +142,12 @@ UPLOADED_FRACTIONS = (SPLIT_FRACTION, SPLIT_FRACTION)
 
 # Defaults of one algorithm on one dataset, chosen by measurement (over DATASET_DEFAULTS, under the
 # job's config). ProtoNet on Omniglot: `augment` lowers its one-shot-runs error from 17.8% to 13.2%
-# at 1,000 steps (benchmarks/results/augmentation-protonet.md). MAML on sinusoid: meta_lr 0.003
-# and 10 adaptation steps adapt from K=10 points to MSE 0.28 after the default 2,000 steps
-# (0.67 with the old 0.001 and one step; benchmarks/results/sinusoid_defaults-*.md).
+# at 1,000 steps (benchmarks/results/augmentation-protonet.md). MAML on sinusoid: meta_lr 0.01
+# and 10 adaptation steps adapt from K=10 points to MSE 0.17 after the default 2,000 steps
+# (0.98 with the old 0.001 and one step; benchmarks/results/sinusoid_defaults-*.md).
 RECIPE_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("protonet", "omniglot"): {"augment": True},
-    ("maml", "sinusoid"): {"meta_lr": 0.003, "adapt_steps": 10},
+    ("maml", "sinusoid"): {"meta_lr": 0.01, "adapt_steps": 10},
 }
 
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {d.name: d.defaults for d in BUILTIN_DATASETS.values()}

@@ -85,7 +85,7 @@ def test_defaults_and_bad_values():
     ]:
         with pytest.raises(ConfigError) as info:
             resolve("maml", "sinusoid", config)
-        assert info.value.param == param
+        assert info.value.param == "config." + param
 
 
 def test_a_checkpoint_carries_the_best_state_to_a_resumed_run():

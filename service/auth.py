@@ -81,3 +81,21 @@ def authenticate(request: Request, session: Session, require_auth: bool) -> str:
     if row is None or not hmac.compare_digest(row.key_hash.encode(), digest.encode()):
         raise Unauthorized("the API key is not valid", code="invalid_api_key")
     return row.tenant_id
+
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <API key>` (`fewshot keys create`)"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "the same API key in `X-API-Key`"},
+}
+
+
+def declare_security(schema: dict) -> None:
+    """Declare how presented_key reads a key, on every /v1 operation, so that /docs can Authorize.
+
+    `{}` among the alternatives: without any key (and without FEWSHOT_REQUIRE_AUTH) none is needed.
+    """
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith("/v1/"):
+            for operation in operations.values():
+                operation["security"] = [{"bearer": []}, {"apiKey": []}, {}]

@@ -1,0 +1,177 @@
+"""The web console in a real headless Chromium (Debian's `chromium`, driven by Playwright) against a real `fewshot serve`.
+
+Every test checks that the page made no request outside the server and logged no console error.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+
+from tests.e2e.api_support import assert_error, client, pattern_png, pattern_zip, served, wait_job
+from tests.e2e.server import ServeProcess
+
+pytestmark = pytest.mark.e2e
+
+LONG_SINE = {"steps": 100_000, "meta_batch_size": 2, "eval_episodes": 5, "checkpoint_every": 0}
+# A tiny Conv4 prototypical network on bars at class-specific places: its embedding separates them at once.
+BARS = {"steps": 10, "n_way": 2, "k_shot": 1, "k_query": 2, "meta_batch_size": 2, "eval_episodes": 5, "channels": 8,
+        "checkpoint_every": 0}
+SUPPORT = {"a": 1, "b": 9}  # label in the console -> class of pattern_png (bars far apart)
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        raise RuntimeError("the console tests need Debian's chromium: apt-get install chromium (.ci/run does)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory) -> Iterator[ServeProcess]:
+    with served(tmp_path_factory.mktemp("console"), redis_db=2) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def api(serve) -> Iterator[httpx.Client]:
+    with client(serve) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        yield launch(p)
+
+
+def launch(p: Playwright) -> Browser:
+    return p.chromium.launch(executable_path=chromium_path())
+
+
+class Watched:
+    """A page, with the console errors it logged and the requests it sent outside `origin`."""
+
+    def __init__(self, page: Page, origin: str) -> None:
+        self.page, self.origin = page, origin
+        self.errors: list[str] = []
+        self.outside: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: None if r.url.startswith((origin + "/", "data:", "blob:")) else self.outside.append(r.url))
+
+
+@pytest.fixture
+def watched(browser, serve) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    watched = Watched(context.new_page(), f"http://127.0.0.1:{serve.port}")
+    yield watched
+    context.close()
+    assert watched.outside == [], watched.outside
+    assert watched.errors == [], watched.errors
+
+
+def drop(page: Page, selector: str, files: list[tuple[str, bytes, str]]) -> None:
+    """Drop files on `selector` as a user's drag and drop does (a DataTransfer on a `drop` event)."""
+    payload = [{"name": n, "b64": base64.b64encode(b).decode(), "type": t} for n, b, t in files]
+    transfer = page.evaluate_handle(
+        """files => { const dt = new DataTransfer();
+             for (const f of files) { const bin = atob(f.b64); const bytes = new Uint8Array(bin.length);
+               for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+               dt.items.add(new File([bytes], f.name, {type: f.type})); }
+             return dt; }""", payload)
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
+def test_jobs_page_lists_a_job_and_its_curve_grows_while_it_trains(watched, api, serve):
+    page = watched.page
+    job = api.post("/v1/jobs", json={"algorithm": "maml", "dataset": "sinusoid", "config": LONG_SINE}).json()
+    page.goto(f"{watched.origin}/")
+    row = page.locator("tr", has=page.locator(f"a[href='#/jobs/{job['id']}']"))
+    expect(row).to_be_visible()
+    wait_job(api, job["id"], until=("running",))
+    page.click(f"a[href='#/jobs/{job['id']}']")
+    before = wait_points(page, "loss", 2)
+    wait_points(page, "loss", before + 2)
+    assert api.get(f"/v1/jobs/{job['id']}").json()["status"] == "running"  # the points came while it trained
+    expect(page.locator("#job-status")).to_have_text("running")
+
+    page.click("#cancel")  # keyboard-reachable button; the job stops at its next report
+    expect(page.locator("#job-status")).to_have_text("cancelled", timeout=30_000)
+    assert wait_job(api, job["id"])["status"] == "cancelled"
+
+    page.goto(f"{watched.origin}/console/#/jobs")  # the same console under /console/
+    expect(page.locator(f"a[href='#/jobs/{job['id']}']")).to_be_visible()
+    page.set_viewport_size({"width": 400, "height": 800})  # a narrow window: nothing wider than it
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400
+
+
+def wait_points(page: Page, metric: str, at_least: int) -> int:
+    """How many points the metric's chart has, once it has at least `at_least`."""
+    count = f"Number(document.querySelector(\"canvas[data-metric='{metric}']\")?.dataset.points || 0)"
+    page.wait_for_function(f"{count} >= {at_least}", timeout=30_000)
+    return int(page.evaluate(count))
+
+
+def test_an_upload_shows_the_servers_error_next_to_the_file(watched, api):
+    page = watched.page
+    page.goto(f"{watched.origin}/#/datasets")
+    expect(page.locator("table")).to_contain_text("omniglot")  # the built-ins
+    broken = b"PK\x03\x04 this is not a zip archive"
+    message = assert_error(api.post("/v1/datasets", files={"file": ("broken.zip", broken)}), 422)["message"]
+    drop(page, "#dataset-drop", [("broken.zip", broken, "application/zip"), ("shapes.zip", pattern_zip(), "application/zip")])
+    broken_row = page.locator("#uploads li", has_text="broken.zip")
+    expect(broken_row.locator(".error")).to_contain_text(message)
+    expect(page.locator("#uploads li", has_text="shapes.zip")).to_contain_text("uploaded as ds_")
+    expect(page.locator("table")).to_contain_text("shapes.zip")  # the list shows the new upload
+    # Chromium logs every 4xx answer as a console error: this one was asked for.
+    assert all("status of 422" in e for e in watched.errors), watched.errors
+    watched.errors.clear()
+
+
+def test_a_task_adapted_from_dropped_images_predicts_their_labels(watched, api):
+    page = watched.page
+    ds = api.post("/v1/datasets", files={"file": ("bars.zip", pattern_zip(n_classes=12))}).json()
+    job = wait_job(api, api.post("/v1/jobs", json={"algorithm": "protonet", "dataset": ds["id"], "config": BARS}).json()["id"])
+    assert job["status"] == "succeeded", job
+    page.goto(f"{watched.origin}/#/models/{job['model_id']}")
+    expect(page.locator("#metrics")).to_contain_text("accuracy")
+    expect(page.locator("#metrics")).to_contain_text("95% CI")
+    for row, (label, cls) in enumerate(SUPPORT.items()):
+        page.locator(".support-label").nth(row).fill(label)
+        drop(page, f".support-drop[data-row='{row}']",
+             [(f"{label}{v}.png", pattern_png(cls, v), "image/png") for v in range(2)])
+        expect(page.locator(f".support-drop[data-row='{row}'] img")).to_have_count(2)
+    page.click("#adapt")
+    expect(page.locator("#try-status")).to_contain_text("ready")
+    for label, cls in SUPPORT.items():
+        drop(page, "#query-drop", [(f"query-{label}.png", pattern_png(cls, 2), "image/png")])
+        expect(page.locator(".prediction").first.locator(".predicted")).to_have_text(label)
+    expect(page.locator(".prediction").first.locator(".bar")).to_have_count(2)  # a probability per label
+
+    pad = page.locator("#pad").bounding_box()
+    page.mouse.move(pad["x"] + 40, pad["y"] + 100)
+    page.mouse.down()
+    page.mouse.move(pad["x"] + 160, pad["y"] + 100, steps=8)
+    page.mouse.up()
+    page.click("#predict-drawing")
+    expect(page.locator(".prediction")).to_have_count(3)
+    assert "/predictions" in page.locator("#try-curl").text_content()
+    expect(page.locator("#tasks")).to_contain_text("No tasks yet")  # loaded before the adaptation
+
+
+def test_docs_and_redoc_work_offline_and_declare_the_key_schemes(watched, api):
+    schemes = api.get("/openapi.json").json()["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert schemes["apiKey"]["name"] == "X-API-Key"
+    page = watched.page
+    page.goto(f"{watched.origin}/docs")
+    expect(page.locator(".swagger-ui .btn.authorize")).to_be_visible()
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    page.goto(f"{watched.origin}/redoc")
+    expect(page.locator("h1", has_text="fewshot")).to_be_visible()

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from sqlalchemy import select
@@ -89,13 +90,16 @@ SECURITY_SCHEMES = {
 }
 
 
-def declare_security(schema: dict) -> None:
-    """Declare how presented_key reads a key, on every /v1 operation, so that /docs can Authorize.
+def declare_security(schema: dict[str, Any]) -> None:
+    """Declare how presented_key reads a key, so that /docs can Authorize: for every operation (the
+    schema's top-level `security`), less those outside /v1, which take none.
 
     `{}` among the alternatives: without any key (and without FEWSHOT_REQUIRE_AUTH) none is needed.
+    Top-level, not per operation: the client generator would then make every call need a key.
     """
     schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    schema["security"] = [{"bearer": []}, {"apiKey": []}, {}]
     for path, operations in schema.get("paths", {}).items():
-        if path.startswith("/v1/"):
+        if not path.startswith("/v1/"):
             for operation in operations.values():
-                operation["security"] = [{"bearer": []}, {"apiKey": []}, {}]
+                operation["security"] = []

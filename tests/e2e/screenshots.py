@@ -10,8 +10,9 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 from tests.e2e.api_support import client, pattern_png, pattern_zip, wait_job
+from tests.e2e.browser_support import drop, launch, wait_points
 from tests.e2e.server import ServeProcess
-from tests.e2e.test_console import BARS, SUPPORT, chromium_path, drop, wait_points
+from tests.e2e.test_console import BARS, SUPPORT
 
 SINE = {"steps": 4000, "meta_batch_size": 5, "eval_episodes": 20, "checkpoint_every": 1000}
 
@@ -27,7 +28,7 @@ def main() -> None:
         ds = api.post("/v1/datasets", files={"file": ("bars.zip", pattern_zip(n_classes=12))}).json()
         bars = wait_job(api, api.post("/v1/jobs", json={"algorithm": "protonet", "dataset": ds["id"], "config": BARS}).json()["id"])
         sine = api.post("/v1/jobs", json={"algorithm": "maml", "dataset": "sinusoid", "config": SINE}).json()
-        browser = p.chromium.launch(executable_path=chromium_path())
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1366, "height": 768})
 
         page.goto(f"{origin}/#/jobs/{sine['id']}")

@@ -5,15 +5,14 @@ Every test checks that the page made no request outside the server and logged no
 
 from __future__ import annotations
 
-import base64
-import shutil
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from tests.e2e.api_support import assert_error, client, pattern_png, pattern_zip, served, wait_job
+from tests.e2e.browser_support import Watched, drop, launch, wait_points
 from tests.e2e.server import ServeProcess
 
 pytestmark = pytest.mark.e2e
@@ -23,13 +22,6 @@ LONG_SINE = {"steps": 100_000, "meta_batch_size": 2, "eval_episodes": 5, "checkp
 BARS = {"steps": 10, "n_way": 2, "k_shot": 1, "k_query": 2, "meta_batch_size": 2, "eval_episodes": 5, "channels": 8,
         "checkpoint_every": 0}
 SUPPORT = {"a": 1, "b": 9}  # label in the console -> class of pattern_png (bars far apart)
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        raise RuntimeError("the console tests need Debian's chromium: apt-get install chromium (.ci/run does)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -50,22 +42,6 @@ def browser() -> Iterator[Browser]:
         yield launch(p)
 
 
-def launch(p: Playwright) -> Browser:
-    return p.chromium.launch(executable_path=chromium_path())
-
-
-class Watched:
-    """A page, with the console errors it logged and the requests it sent outside `origin`."""
-
-    def __init__(self, page: Page, origin: str) -> None:
-        self.page, self.origin = page, origin
-        self.errors: list[str] = []
-        self.outside: list[str] = []
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on("request", lambda r: None if r.url.startswith((origin + "/", "data:", "blob:")) else self.outside.append(r.url))
-
-
 @pytest.fixture
 def watched(browser, serve) -> Iterator[Watched]:
     context = browser.new_context(viewport={"width": 1366, "height": 768})
@@ -74,18 +50,6 @@ def watched(browser, serve) -> Iterator[Watched]:
     context.close()
     assert watched.outside == [], watched.outside
     assert watched.errors == [], watched.errors
-
-
-def drop(page: Page, selector: str, files: list[tuple[str, bytes, str]]) -> None:
-    """Drop files on `selector` as a user's drag and drop does (a DataTransfer on a `drop` event)."""
-    payload = [{"name": n, "b64": base64.b64encode(b).decode(), "type": t} for n, b, t in files]
-    transfer = page.evaluate_handle(
-        """files => { const dt = new DataTransfer();
-             for (const f of files) { const bin = atob(f.b64); const bytes = new Uint8Array(bin.length);
-               for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-               dt.items.add(new File([bytes], f.name, {type: f.type})); }
-             return dt; }""", payload)
-    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
 
 
 def test_jobs_page_lists_a_job_and_its_curve_grows_while_it_trains(watched, api, serve):
@@ -109,13 +73,6 @@ def test_jobs_page_lists_a_job_and_its_curve_grows_while_it_trains(watched, api,
     expect(page.locator(f"a[href='#/jobs/{job['id']}']")).to_be_visible()
     page.set_viewport_size({"width": 400, "height": 800})  # a narrow window: nothing wider than it
     assert page.evaluate("document.documentElement.scrollWidth") <= 400
-
-
-def wait_points(page: Page, metric: str, at_least: int) -> int:
-    """How many points the metric's chart has, once it has at least `at_least`."""
-    count = f"Number(document.querySelector(\"canvas[data-metric='{metric}']\")?.dataset.points || 0)"
-    page.wait_for_function(f"{count} >= {at_least}", timeout=30_000)
-    return int(page.evaluate(count))
 
 
 def test_an_upload_shows_the_servers_error_next_to_the_file(watched, api):

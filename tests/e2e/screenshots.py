@@ -40,8 +40,8 @@ def main() -> None:
         page.goto(f"{origin}/#/jobs/{sine['id']}")
         wait_job(api, sine["id"], timeout=300)
         page.wait_for_selector("#job-status >> text=succeeded")
-        page.locator("h1").scroll_into_view_if_needed()
-        page.screenshot(path=args.out / "job-curves.png", full_page=True)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=args.out / "job-curves.png")
 
         page.goto(f"{origin}/#/models/{bars['model_id']}")
         for row, (label, cls) in enumerate(SUPPORT.items()):

@@ -41,7 +41,7 @@ pages.job = (view, jobId) => {
     h("h2", { text: "Learning curves" }), board.el,
     h("p", { class: "muted", id: "no-curves", text: "Curves appear with the first progress event." }),
     h("h2", { text: "Checkpoints" }), h("section", {}, checkpoints),
-    h("h2", { text: "Events" }), h("section", {}, h("div", { class: "scroll" }, h("table", {},
+    h("h2", { text: "Events" }), h("section", {}, h("div", { class: "scroll events", tabindex: "0", "aria-label": "events" }, h("table", {},
       h("thead", {}, h("tr", {}, h("th", { text: "id" }), h("th", { text: "type" }), h("th", { text: "data" }), h("th", { text: "at" }))),
       events))),
     h("h2", { text: "Config" }), config);

@@ -5,6 +5,7 @@ Every test checks that the page made no request outside the server and logged no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -120,6 +121,28 @@ def test_a_task_adapted_from_dropped_images_predicts_their_labels(watched, api):
     expect(page.locator(".prediction")).to_have_count(3)
     assert "/predictions" in page.locator("#try-curl").text_content()
     expect(page.locator("#tasks")).to_contain_text("No tasks yet")  # loaded before the adaptation
+    page.set_viewport_size({"width": 400, "height": 800})  # a narrow window: nothing wider than it
+    assert page.evaluate("document.documentElement.scrollWidth") <= 400
+
+
+def test_the_start_job_form_shows_defaults_and_starts_a_job(watched, api):
+    page = watched.page
+    page.goto(f"{watched.origin}/#/jobs/new")
+    page.select_option("#algorithm", "maml")
+    page.select_option("#dataset", "sinusoid")
+    expect(page.locator("#cfg-k_shot")).to_have_value("10")  # sinusoid's own default, filled in
+    page.fill("#cfg-steps", "0")
+    page.keyboard.press("Enter")
+    expect(page.locator("form [role=status]")).to_contain_text("steps must be between 1 and")  # the server's 422
+    assert all("status of 422" in e for e in watched.errors), watched.errors
+    watched.errors.clear()
+    page.fill("#cfg-steps", "20")
+    page.fill("#cfg-eval_episodes", "5")
+    page.get_by_role("button", name="Start job").click()
+    page.wait_for_url(re.compile(r".*#/jobs/job_[A-Za-z0-9]+$"))
+    job = wait_job(api, page.url.rsplit("/", 1)[1])
+    assert job["status"] == "succeeded" and job["config"]["steps"] == 20 and job["config"]["k_shot"] == 10, job
+    expect(page.locator("#job-status")).to_have_text("succeeded")
 
 
 def test_docs_and_redoc_work_offline_and_declare_the_key_schemes(watched, api):

@@ -120,10 +120,13 @@ pages.newJob = (view) => {
     h("details", {}, h("summary", { text: "Every key and its default" }), allKeys),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Start job"), message));
   view.append(h("h1", { text: "Start a job" }), form);
+  let asked = 0;  // the latest choice wins when answers cross
   const loadDefaults = async () => {
     message.textContent = "";
+    const mine = ++asked;
     const body = await fetch(`/console/defaults?algorithm=${encodeURIComponent(algorithm.value)}&dataset=${encodeURIComponent(dataset.value)}`)
       .then(async (r) => { const data = await r.json(); if (!r.ok) throw api.failure(r.status, data); return data; });
+    if (mine !== asked) return;
     defaults = body.config;
     fields.replaceChildren(...MAIN_KEYS.filter((k) => k in defaults).map((k) => fieldFor(k, defaults[k])));
     allKeys.textContent = JSON.stringify(defaults, null, 2);

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from sqlalchemy import select
@@ -92,3 +93,24 @@ def authenticate(request: Request, session: Session, require_auth: bool) -> str:
     if row is None or not hmac.compare_digest(row.key_hash.encode(), digest.encode()):
         raise Unauthorized("the API key is not valid", code="invalid_api_key")
     return row.tenant_id
+
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <API key>` (`fewshot keys create`)"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "the same API key in `X-API-Key`"},
+}
+
+
+def declare_security(schema: dict[str, Any]) -> None:
+    """Declare how presented_key reads a key, so that /docs can Authorize: for every operation (the
+    schema's top-level `security`), less those outside /v1, which take none.
+
+    `{}` among the alternatives: without any key (and without FEWSHOT_REQUIRE_AUTH) none is needed.
+    Top-level, not per operation: the client generator would then make every call need a key.
+    """
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    schema["security"] = [{"bearer": []}, {"apiKey": []}, {}]
+    for path, operations in schema.get("paths", {}).items():
+        if not path.startswith("/v1/"):
+            for operation in operations.values():
+                operation["security"] = []

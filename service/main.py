@@ -16,6 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.adaptation_waiter import AdaptationWaiter
 from service.admission import Admission
+from service.auth import declare_security
+from service.console import install_console
 from service.errors import Unauthorized, error_response, install_error_handlers
 from service.fastpath import PREDICTIONS_PATH, fast_predictions
 from service.hot import HotRows
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="fewshot", version=API_VERSION, openapi_tags=TAGS, lifespan=_lifespan,
+        docs_url=None, redoc_url=None,  # served by install_console, with local assets
         description="Few-shot adaptation as a service. Every /v1 route takes `Authorization: Bearer <API key>` "
                     "once any key exists; errors are `{\"error\": {\"type\", \"code\", \"message\", \"param\"}}`.",
     )
@@ -96,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (health.router, datasets.router, jobs.router, job_history.router, models.router, tasks.router):
         app.include_router(router)
+    install_console(app)
     _mark_binary_uploads(app)
     return app
 
@@ -198,6 +202,7 @@ def _mark_binary_uploads(app: FastAPI) -> None:
             for prop in component.get("properties", {}).values():
                 if prop.get("contentMediaType") == "application/octet-stream":
                     prop["format"] = "binary"
+        declare_security(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

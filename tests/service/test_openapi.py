@@ -46,3 +46,14 @@ def test_the_generated_client_has_every_operation():
     for _, _, op in _operations(schema):
         tag, name = op["tags"][0], op["operationId"]
         assert (package / tag / f"{name}.py").exists(), f"client lacks {tag}/{name}: run scripts/openapi"
+
+
+def test_the_schema_declares_how_api_keys_are_sent():
+    """/docs' Authorize: a bearer token or X-API-Key (service.auth.presented_key), optional while no key exists."""
+    schema = openapi_schema()
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert schema["components"]["securitySchemes"]["apiKey"] == {**schema["components"]["securitySchemes"]["apiKey"],
+                                                                  "type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert schema["security"] == [{"bearer": []}, {"apiKey": []}, {}]
+    for path, method, op in _operations(schema):
+        assert ("security" not in op) == path.startswith("/v1/"), (path, method)  # health routes take no key

@@ -57,7 +57,7 @@ def test_mnist_as_a_meta_test_family_and_as_a_job_dataset(mnist, tmp_path):
     images, labels = mnist
     family = MnistTasks.meta_test_family(images, labels, n_way=10, k_shot=1, k_query=2)
     ep = family.sample("test", 1, torch.Generator().manual_seed(0))[0]
-    assert ep.support_y.tolist() == list(range(10)) and family.spec.image is not None and not family.spec.image.invert
+    assert ep.support_y.tolist() == list(range(10)) and family.spec.modality.name == "image" and not family.spec.modality.invert
     recipe = resolve("protonet", "mnist", {"n_way": 5})
     tasks = build_tasks(recipe, DataSources(tmp_path, mnist_dir=MNIST))
     assert isinstance(tasks, MnistTasks) and tasks.spec.n_way == 5

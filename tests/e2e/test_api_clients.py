@@ -1,38 +1,17 @@
-"""The generated Python client (client/) and the `fewshot` CLI against a live `fewshot serve`."""
+"""The `fewshot` CLI against a live `fewshot serve`."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.e2e.api_support import QUICK_SINE, pattern_png, pattern_zip, served, wait_job
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client"))
-
-from fewshot_client import Client  # noqa: E402
-from fewshot_client.api.datasets import create_dataset, list_datasets  # noqa: E402
-from fewshot_client.api.jobs import create_job, get_job, list_job_events  # noqa: E402
-from fewshot_client.api.models import get_model, list_models  # noqa: E402
-from fewshot_client.api.tasks import create_predictions, create_task  # noqa: E402
-from fewshot_client.models import (  # noqa: E402
-    BodyCreateDataset,
-    ErrorBody,
-    JobCreate,
-    JobCreateAlgorithm,
-    JobCreateConfig,
-    PredictionCreate,
-    SupportSet,
-    TaskCreate,
-)
-from fewshot_client.types import File  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -45,43 +24,6 @@ IMAGE_CONFIG = {"steps": 10, "n_way": 2, "k_shot": 1, "k_query": 2, "meta_batch_
 def serve(tmp_path_factory):
     with served(tmp_path_factory.mktemp("clients"), redis_db=8) as serve:
         yield serve
-
-
-@pytest.fixture(scope="module")
-def generated(serve):
-    with Client(base_url=f"http://127.0.0.1:{serve.port}", timeout=None, raise_on_unexpected_status=True) as c:
-        yield c
-
-
-def test_generated_client_lifecycle(serve, generated):
-    builtins = list_datasets.sync(client=generated, limit=100)
-    assert {d.id for d in builtins.data} >= {"sinusoid", "omniglot", "mnist", "mtl-synthetic"}
-    upload = create_dataset.sync(client=generated, body=BodyCreateDataset(
-        file=File(payload=io.BytesIO(pattern_zip()), file_name="shapes.zip"), name="shapes"))
-    assert upload.id.startswith("ds_") and upload.input_shape == [1, 28, 28]
-
-    body = JobCreate(algorithm=JobCreateAlgorithm.MAML, dataset="sinusoid", config=JobCreateConfig.from_dict(QUICK_SINE))
-    job = create_job.sync(client=generated, body=body, idempotency_key="client-1")
-    assert create_job.sync(client=generated, body=body, idempotency_key="client-1").id == job.id
-    deadline = time.monotonic() + 120
-    while (job := get_job.sync(job.id, client=generated)).status.value not in ("succeeded", "failed"):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    assert job.status.value == "succeeded" and isinstance(job.model_id, str)
-    events = list_job_events.sync(job.id, client=generated)
-    assert [e.data["status"] for e in events.data if e.type_.value == "status"] == ["queued", "running", "succeeded"]
-
-    assert job.model_id in [m.id for m in list_models.sync(client=generated).data]
-    model = get_model.sync(job.model_id, client=generated)
-    assert model.output.value == "regression" and model.input_shape == [1]
-    support = SupportSet(inputs=[[-1.0], [0.0], [1.0], [2.0]], labels=[-0.8, -0.9, 0.0, 0.9])
-    task = create_task.sync(job.model_id, client=generated, body=TaskCreate(support=support))
-    assert task.status.value == "ready"
-    preds = create_predictions.sync(task.id, client=generated, body=PredictionCreate(inputs=[[0.5], [1.5]]))
-    assert len(preds.predictions) == 2
-
-    missing = get_job.sync("job_nope", client=generated)
-    assert isinstance(missing, ErrorBody) and missing.error.code == "not_found"
 
 
 def _cli(serve, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:

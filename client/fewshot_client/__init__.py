@@ -16,6 +16,7 @@ from fewshot_client._errors import (
     ServiceUnavailableError,
     WaitTimeout,
 )
+from fewshot_client._http import DEFAULT_URL
 from fewshot_client._inputs import Inputs, encode_inputs
 from fewshot_client._objects import (
     Checkpoint,
@@ -33,7 +34,7 @@ from fewshot_client._objects import (
 from fewshot_client._paging import Page
 
 __all__ = [
-    "APIConnectionError", "APIError", "AuthenticationError", "Checkpoint", "ConflictError", "Dataset", "Datasets",
+    "DEFAULT_URL", "APIConnectionError", "APIError", "AuthenticationError", "Checkpoint", "ConflictError", "Dataset", "Datasets",
     "Fewshot", "FewshotError", "InvalidRequestError", "Inputs", "Job", "JobEvent", "JobProgress", "JobStatus", "Jobs",
     "Model", "Models", "NotFoundError", "Page", "Prediction", "Predictions", "RateLimitError",
     "ServiceUnavailableError", "Task", "TaskStatus", "Tasks", "WaitTimeout", "encode_inputs",

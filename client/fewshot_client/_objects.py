@@ -5,15 +5,41 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from fewshot_client._errors import WaitTimeout
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-    from fewshot_client._client import Fewshot
     from fewshot_client._inputs import Inputs
+
+
+class _JobsCalls(Protocol):
+    def get(self, job_id: str) -> Job: ...
+    def cancel(self, job_id: str) -> Job: ...
+    def events(self, job_id: str, *, stream: bool = ..., after: int = ..., limit: int = ...,
+               deadline: float | None = ...) -> Iterator[JobEvent]: ...
+
+
+class _ModelsCalls(Protocol):
+    def adapt(self, model_id: str, inputs: Inputs, labels: Sequence[Any], **options: Any) -> Task: ...
+
+
+class _TasksCalls(Protocol):
+    def get(self, task_id: str) -> Task: ...
+    def predict(self, task_id: str, inputs: Inputs) -> Predictions: ...
+
+
+class ClientCalls(Protocol):
+    """What the objects call back (fewshot_client.Fewshot; declared here so that neither module imports the other)."""
+
+    @property
+    def jobs(self) -> _JobsCalls: ...
+    @property
+    def models(self) -> _ModelsCalls: ...
+    @property
+    def tasks(self) -> _TasksCalls: ...
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TaskStatus = Literal["adapting", "ready", "failed"]
@@ -56,10 +82,10 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     raw: dict[str, Any] = field(repr=False, compare=False)
-    _client: Fewshot = field(repr=False, compare=False)
+    _client: ClientCalls = field(repr=False, compare=False)
 
     @classmethod
-    def parse(cls, raw: dict[str, Any], client: Fewshot) -> Job:
+    def parse(cls, raw: dict[str, Any], client: ClientCalls) -> Job:
         p = raw["progress"]
         return cls(
             id=raw["id"], algorithm=raw["algorithm"], dataset=raw["dataset"], config=raw["config"],
@@ -163,10 +189,10 @@ class Model:
     splits: dict[str, Any] | None
     created_at: datetime
     raw: dict[str, Any] = field(repr=False, compare=False)
-    _client: Fewshot = field(repr=False, compare=False)
+    _client: ClientCalls = field(repr=False, compare=False)
 
     @classmethod
-    def parse(cls, raw: dict[str, Any], client: Fewshot) -> Model:
+    def parse(cls, raw: dict[str, Any], client: ClientCalls) -> Model:
         return cls(
             id=raw["id"], job_id=raw["job_id"], algorithm=raw["algorithm"], dataset=raw["dataset"],
             input_shape=raw["input_shape"], output=raw["output"], ways=raw.get("ways"),
@@ -193,10 +219,10 @@ class Task:
     created_at: datetime
     ready_at: datetime | None
     raw: dict[str, Any] = field(repr=False, compare=False)
-    _client: Fewshot = field(repr=False, compare=False)
+    _client: ClientCalls = field(repr=False, compare=False)
 
     @classmethod
-    def parse(cls, raw: dict[str, Any], client: Fewshot) -> Task:
+    def parse(cls, raw: dict[str, Any], client: ClientCalls) -> Task:
         return cls(
             id=raw["id"], model_id=raw["model_id"], status=raw["status"], labels=raw.get("labels"),
             support_size=raw["support_size"], options=raw.get("options") or {}, error=raw.get("error"),

@@ -259,3 +259,22 @@ def test_lists_page_by_themselves(served_api: Served, sine_model: str) -> None:
     models = [m.id for m in fs.models.list(limit=1)]
     assert sine_model in models
     fs.close()
+
+
+def test_jobs_take_a_name_and_metadata_and_list_by_them(served_api: Served) -> None:
+    with served_api.sdk() as fs:
+        config = {**QUICK_SINE, "steps": 100_000}
+        tagged = fs.jobs.create("maml", "sinusoid", config, name="nightly", metadata={"team": "vision", "run": "1"})
+        other = fs.jobs.create("maml", "sinusoid", config, name="nightly", metadata={"team": "speech"})
+        for job in (tagged, other):
+            fs.jobs.cancel(job.id)
+        assert (tagged.name, tagged.metadata) == ("nightly", {"run": "1", "team": "vision"})
+        assert fs.jobs.get(tagged.id).metadata == {"run": "1", "team": "vision"}
+        assert [j.id for j in fs.jobs.list(name="nightly")] == [other.id, tagged.id]
+        assert [j.id for j in fs.jobs.list(limit=1, metadata={"team": "vision"})] == [tagged.id]
+        assert [j.id for j in fs.jobs.list(name="nightly", metadata={"team": "vision", "run": "2"})] == []
+        with pytest.raises(InvalidRequestError) as too_many:
+            fs.jobs.create("maml", "sinusoid", config, metadata={f"k{i}": "v" for i in range(17)})
+        assert too_many.value.status == 422 and too_many.value.param is not None
+        with pytest.raises(InvalidRequestError):
+            fs.jobs.create("maml", "sinusoid", config, metadata={"k": "v" * 513})

@@ -14,6 +14,7 @@ COPY store ./store
 COPY workers ./workers
 COPY service ./service
 COPY cli ./cli
+COPY client ./client
 RUN pip install . flower
 VOLUME /data
 EXPOSE 8000

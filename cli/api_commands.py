@@ -1,26 +1,34 @@
 """`fewshot jobs|models|tasks|datasets|keys ...` and `fewshot predict`: the API from a terminal.
 
-They talk HTTP to FEWSHOT_URL (default http://127.0.0.1:8000) with FEWSHOT_API_KEY, except
-`keys create`, which writes to the database of FEWSHOT_DATA_DIR / DATABASE_URL directly.
+Built on the fewshot_client SDK, talking to FEWSHOT_URL (default http://127.0.0.1:8000) with
+FEWSHOT_API_KEY; `keys create` alone writes to the database directly. Every command takes
+--json: the API's objects as JSON, for scripts.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from fewshot_client import DEFAULT_URL, Dataset, Job, Model, Task
 
-from cli.api_client import DEFAULT_URL, ApiCallError, ApiClient
+from cli.job_watch import watch_job
+from cli.output import (
+    JsonOption,
+    KeyOption,
+    UrlOption,
+    api,
+    listed,
+    print_json,
+    print_object,
+    print_table,
+    short,
+)
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="FEWSHOT_URL", help="the API's base URL")]
-KeyOption = Annotated[str | None, typer.Option("--api-key", envvar="FEWSHOT_API_KEY", help="API key", show_default=False)]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+LimitOption = Annotated[int, typer.Option(min=0, help="show at most this many; 0 for all (fetched page by page)")]
 
 jobs_cli = typer.Typer(help="meta-training jobs", no_args_is_help=True)
 models_cli = typer.Typer(help="meta-trained models", no_args_is_help=True)
@@ -28,30 +36,15 @@ tasks_cli = typer.Typer(help="tasks adapted to a support set", no_args_is_help=T
 datasets_cli = typer.Typer(help="datasets: built-in and uploaded", no_args_is_help=True)
 keys_cli = typer.Typer(help="API keys (written to the database directly)", no_args_is_help=True)
 
-console = Console()
 
-
-def _client(url: str, api_key: str | None) -> ApiClient:
-    return ApiClient(url, api_key)
-
-
-def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except ApiCallError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-
-
-def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2))
-
-
-def _table(columns: list[str], rows: list[list[Any]]) -> None:
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*[("" if v is None else str(v)) for v in row])
-    console.print(table)
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{option} takes KEY=VALUE, got {value!r}")
+        pairs[key] = rest
+    return pairs
 
 
 # jobs ---------------------------------------------------------------------------------------
@@ -59,115 +52,156 @@ def _table(columns: list[str], rows: list[list[Any]]) -> None:
 
 @jobs_cli.command("create")
 def jobs_create(
-    algorithm: Annotated[str, typer.Option(help="maml, ...")],
+    algorithm: Annotated[str, typer.Option(help="maml, fomaml, metasgd, anil, protonet, finetune, ...")],
     dataset: Annotated[str, typer.Option(help="a built-in name or an uploaded ds_ id")],
     config: Annotated[str, typer.Option(help="config as a JSON object")] = "{}",
+    name: Annotated[str | None, typer.Option(help="a name to find the job by")] = None,
+    metadata: Annotated[list[str] | None, typer.Option(help="KEY=VALUE, repeatable")] = None,
     watch: Annotated[bool, typer.Option(help="follow the job until it ends")] = False,
     idempotency_key: Annotated[str | None, typer.Option(help="retry-safe submission")] = None,
-    url: UrlOption = DEFAULT_URL,
-    api_key: KeyOption = None,
+    as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None,
 ) -> None:
-    """Submit a meta-training job; prints it as JSON."""
+    """Submit a meta-training job; prints its id (the job with --json)."""
     try:
         cfg = json.loads(config)
     except json.JSONDecodeError as exc:
         raise typer.BadParameter(f"--config is not JSON: {exc}") from None
-    client = _client(url, api_key)
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    job = _call(client.post, "/v1/jobs", json={"algorithm": algorithm, "dataset": dataset, "config": cfg}, headers=headers)
-    _print_json(job)
-    if watch:
-        _watch(client, job["id"])
+    pairs = _pairs(metadata or [], "--metadata") if metadata else None
+    with api(url, api_key) as fs:
+        job = fs.jobs.create(algorithm, dataset, cfg, name=name, metadata=pairs, idempotency_key=idempotency_key)
+        if as_json:
+            print_json(job.raw)
+        else:
+            typer.echo(f"{job.id} {job.status}")
+        if watch:
+            watch_job(fs, job.id, as_json)
+
+
+def _job_row(j: Job) -> list[Any]:
+    return [j.id, j.name, j.algorithm, j.dataset, j.status, f"{j.progress.step}/{j.progress.total_steps}", j.model_id]
 
 
 @jobs_cli.command("list")
 def jobs_list(
     status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, cancelled")] = None,
-    limit: int = 20,
-    url: UrlOption = DEFAULT_URL,
-    api_key: KeyOption = None,
+    name: Annotated[str | None, typer.Option(help="only jobs of this name")] = None,
+    metadata: Annotated[list[str] | None, typer.Option(help="KEY=VALUE: only jobs with it; repeatable")] = None,
+    limit: LimitOption = 20,
+    as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None,
 ) -> None:
     """Jobs, newest first."""
-    params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
-    page = _call(_client(url, api_key).get, "/v1/jobs", params=params)
-    _table(["id", "algorithm", "dataset", "status", "step", "model"],
-           [[j["id"], j["algorithm"], j["dataset"], j["status"],
-             f"{j['progress']['step']}/{j['progress']['total_steps']}", j["model_id"]] for j in page["data"]])
+    with api(url, api_key) as fs:
+        pairs = _pairs(metadata or [], "--metadata") if metadata else None
+        jobs = listed(fs.jobs.list(limit=min(limit or 100, 100), status=status, name=name, metadata=pairs),  # type: ignore[arg-type]
+                      limit)
+    if as_json:
+        print_json([j.raw for j in jobs])
+    else:
+        print_table(["id", "name", "algorithm", "dataset", "status", "step", "model"], [_job_row(j) for j in jobs])
 
 
 @jobs_cli.command("get")
-def jobs_get(job_id: str, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
-    """One job as JSON."""
-    _print_json(_call(_client(url, api_key).get, f"/v1/jobs/{job_id}"))
+def jobs_get(job_id: str, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+    """One job."""
+    with api(url, api_key) as fs:
+        print_object(fs.jobs.get(job_id).raw, as_json)
 
 
 @jobs_cli.command("cancel")
-def jobs_cancel(job_id: str, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+def jobs_cancel(job_id: str, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
     """Stop a queued or running job."""
-    _print_json(_call(_client(url, api_key).post, f"/v1/jobs/{job_id}/cancel"))
+    with api(url, api_key) as fs:
+        job = fs.jobs.cancel(job_id)
+    print_json(job.raw) if as_json else typer.echo(f"{job.id} {job.status}")
+
+
+@jobs_cli.command("events")
+def jobs_events(job_id: str, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+    """The job's events so far."""
+    with api(url, api_key) as fs:
+        events = list(fs.jobs.events(job_id))
+    if as_json:
+        print_json([e.raw for e in events])
+    else:
+        print_table(["id", "type", "data", "at"], [[e.id, e.type, short(e.data), e.created_at] for e in events])
+
+
+@jobs_cli.command("checkpoints")
+def jobs_checkpoints(job_id: str, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL,
+                     api_key: KeyOption = None) -> None:
+    """The checkpoints the job wrote."""
+    with api(url, api_key) as fs:
+        checkpoints = list(fs.jobs.checkpoints(job_id))
+    if as_json:
+        print_json([c.raw for c in checkpoints])
+    else:
+        print_table(["id", "step", "metrics"], [[c.id, c.step, short(c.metrics)] for c in checkpoints])
 
 
 @jobs_cli.command("watch")
-def jobs_watch(job_id: str, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
-    """A live progress bar with the latest metrics, until the job ends; exits 1 unless it succeeded."""
-    _watch(_client(url, api_key), job_id)
-
-
-def _watch(client: ApiClient, job_id: str) -> None:
-    job = _call(client.get, f"/v1/jobs/{job_id}")
-    status = job["status"]
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[metrics]}"))
-    with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task(f"{job_id} {status}", total=job["progress"]["total_steps"] or None,
-                                completed=job["progress"]["step"], metrics="")
-        _call(_follow, client, job_id, progress, bar)
-    job = _call(client.get, f"/v1/jobs/{job_id}")
-    line = f"{job_id} {job['status']}"
-    if job["model_id"]:
-        line += f": model {job['model_id']}"
-    if job["error"]:
-        line += f": {job['error']}"
-    typer.echo(line)
-    if job["status"] != "succeeded":
-        raise typer.Exit(1)
-
-
-def _follow(client: ApiClient, job_id: str, progress: Progress, bar: Any) -> None:
-    """Moves the bar with the job's event stream until the job ends."""
-    for kind, event in client.events(job_id):
-        data = event.get("data", {})
-        if kind == "progress":
-            metrics = "  ".join(f"{k}={v:.4g}" for k, v in data.get("metrics", {}).items() if isinstance(v, (int, float)))
-            progress.update(bar, completed=data["step"], total=data["total_steps"], metrics=metrics)
-        elif kind == "status":
-            progress.update(bar, description=f"{job_id} {data['status']}")
+def jobs_watch(job_id: str, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+    """Progress with an ETA until the job ends, then the model's metrics; exits 1 unless it succeeded.
+    With --json: each event as a JSON line, then the final job."""
+    with api(url, api_key) as fs:
+        watch_job(fs, job_id, as_json)
 
 
 # models -------------------------------------------------------------------------------------
 
 
+def _model_row(m: Model) -> list[Any]:
+    return [m.id, m.algorithm, m.dataset, m.output, m.input_shape, short(m.metrics)]
+
+
 @models_cli.command("list")
-def models_list(limit: int = 20, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+def models_list(limit: LimitOption = 20, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL,
+                api_key: KeyOption = None) -> None:
     """Meta-trained models, newest first."""
-    page = _call(_client(url, api_key).get, "/v1/models", params={"limit": limit})
-    _table(["id", "algorithm", "dataset", "output", "input shape", "metrics"],
-           [[m["id"], m["algorithm"], m["dataset"], m["output"], m["input_shape"],
-             json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in m["metrics"].items()})]
-            for m in page["data"]])
+    with api(url, api_key) as fs:
+        models = listed(fs.models.list(limit=min(limit or 100, 100)), limit)
+    if as_json:
+        print_json([m.raw for m in models])
+    else:
+        print_table(["id", "algorithm", "dataset", "output", "input shape", "metrics"], [_model_row(m) for m in models])
 
 
 @models_cli.command("get")
-def models_get(model_id: str, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
-    """One model as JSON."""
-    _print_json(_call(_client(url, api_key).get, f"/v1/models/{model_id}"))
+def models_get(model_id: str, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+    """One model."""
+    with api(url, api_key) as fs:
+        print_object(fs.models.get(model_id).raw, as_json)
+
+
+@models_cli.command("delete")
+def models_delete(model_id: str, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL,
+                  api_key: KeyOption = None) -> None:
+    """Delete a model and its tasks."""
+    with api(url, api_key) as fs:
+        fs.models.delete(model_id)
+    print_json({"id": model_id, "deleted": True}) if as_json else typer.echo(f"{model_id} deleted")
+
+
+@models_cli.command("export")
+def models_export(
+    model_id: str,
+    path: Annotated[Path, typer.Argument(dir_okay=False, help="where to write the .safetensors file")],
+    as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None,
+) -> None:
+    """Download the meta-trained weights (safetensors; models.weights.read_weights rebuilds the network)."""
+    with api(url, api_key) as fs:
+        written = fs.models.export(model_id, path)
+    size = written.stat().st_size
+    if as_json:
+        print_json({"id": model_id, "path": str(written), "bytes": size})
+    else:
+        typer.echo(f"{model_id} -> {written} ({size} bytes)")
 
 
 # tasks and predictions ----------------------------------------------------------------------
 
 
-def _b64(path: Path) -> str:
-    return base64.b64encode(path.read_bytes()).decode()
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _npz_arrays(path: Path) -> dict[str, Any]:
@@ -180,10 +214,11 @@ def _npz_arrays(path: Path) -> dict[str, Any]:
 def read_support(path: Path) -> tuple[list[Any], list[Any]]:
     """Inputs and labels from a folder of images per label (<label>/<image>) or an npz of x, y."""
     if path.is_dir():
-        inputs, labels = [], []
+        inputs: list[Any] = []
+        labels: list[Any] = []
         for folder in sorted(p for p in path.iterdir() if p.is_dir()):
-            for image in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-                inputs.append(_b64(image))
+            for image in _images(folder):
+                inputs.append(image)
                 labels.append(folder.name)
         if not inputs:
             raise typer.BadParameter(f"{path} holds no <label>/<image>.png folders")
@@ -194,17 +229,27 @@ def read_support(path: Path) -> tuple[list[Any], list[Any]]:
     return arrays["x"].tolist(), arrays["y"].tolist()
 
 
-def read_inputs(paths: list[Path]) -> list[Any]:
-    """Query inputs from image files, folders of images, or npz files (array x)."""
+def read_inputs(paths: list[Path]) -> tuple[list[str], list[Any]]:
+    """Query inputs (and a name for each) from image files, folders of images, or npz files (array x)."""
+    names: list[str] = []
     inputs: list[Any] = []
     for path in paths:
         if path.is_dir():
-            inputs += [_b64(p) for p in sorted(path.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+            found = _images(path)
+            names += [str(p) for p in found]
+            inputs += found
         elif path.suffix.lower() == ".npz":
-            inputs += _npz_arrays(path)["x"].tolist()
+            rows = _npz_arrays(path)["x"].tolist()
+            names += [f"{path}[{i}]" for i in range(len(rows))]
+            inputs += rows
         else:
-            inputs.append(_b64(path))
-    return inputs
+            names.append(str(path))
+            inputs.append(path)
+    return names, inputs
+
+
+def _task_row(t: Task) -> list[Any]:
+    return [t.id, t.model_id, t.status, t.support_size, json.dumps(t.labels), t.created_at]
 
 
 @tasks_cli.command("adapt")
@@ -213,68 +258,125 @@ def tasks_adapt(
     support: Annotated[Path, typer.Option(exists=True, help="a folder of images per label, or an npz of x and y")],
     inner_steps: Annotated[int | None, typer.Option(help="override the model's adaptation steps")] = None,
     wait: Annotated[bool, typer.Option(help="wait for the adapted task")] = True,
-    url: UrlOption = DEFAULT_URL,
-    api_key: KeyOption = None,
+    as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None,
 ) -> None:
-    """Adapt a model to a support set; prints the task as JSON."""
+    """Adapt a model to a support set; prints the task's id and status."""
     inputs, labels = read_support(support)
     options = {"inner_steps": inner_steps} if inner_steps is not None else {}
-    body = {"support": {"inputs": inputs, "labels": labels}, "options": options, "wait": wait}
-    _print_json(_call(_client(url, api_key).post, f"/v1/models/{model_id}/tasks", json=body))
+    with api(url, api_key) as fs:
+        task = fs.models.adapt(model_id, inputs, labels, wait=wait, **options)
+    if as_json:
+        print_json(task.raw)
+    else:
+        typer.echo(f"{task.id} {task.status} labels {json.dumps(task.labels)}")
+
+
+@tasks_cli.command("list")
+def tasks_list(model_id: str, limit: LimitOption = 20, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL,
+               api_key: KeyOption = None) -> None:
+    """A model's tasks, newest first."""
+    with api(url, api_key) as fs:
+        tasks = listed(fs.models.tasks(model_id, limit=min(limit or 100, 100)), limit)
+    if as_json:
+        print_json([t.raw for t in tasks])
+    else:
+        print_table(["id", "model", "status", "support", "labels", "created"], [_task_row(t) for t in tasks])
 
 
 @tasks_cli.command("get")
-def tasks_get(task_id: str, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
-    """One task as JSON."""
-    _print_json(_call(_client(url, api_key).get, f"/v1/tasks/{task_id}"))
+def tasks_get(task_id: str, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+    """One task."""
+    with api(url, api_key) as fs:
+        print_object(fs.tasks.get(task_id).raw, as_json)
+
+
+@tasks_cli.command("delete")
+def tasks_delete(task_id: str, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+    """Delete a task."""
+    with api(url, api_key) as fs:
+        fs.tasks.delete(task_id)
+    print_json({"id": task_id, "deleted": True}) if as_json else typer.echo(f"{task_id} deleted")
 
 
 def predict(
     task_id: str,
     inputs: Annotated[list[Path] | None, typer.Argument(exists=True, help="images, folders of images, or npz files")] = None,
-    json_inputs: Annotated[str | None, typer.Option("--json", help="inputs as a JSON list instead of files")] = None,
-    url: UrlOption = DEFAULT_URL,
-    api_key: KeyOption = None,
+    values: Annotated[str | None, typer.Option("--values", help="inputs as a JSON list instead of files")] = None,
+    as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None,
 ) -> None:
-    """Predictions of an adapted task, one line per input: the label (or value) and its probability."""
-    values = json.loads(json_inputs) if json_inputs else read_inputs(inputs or [])
-    if not values:
-        raise typer.BadParameter("give input files or --json '[...]'")
-    result = _call(_client(url, api_key).post, f"/v1/tasks/{task_id}/predictions", json={"inputs": values})
-    probs = result.get("probabilities")
-    for i, prediction in enumerate(result["predictions"]):
-        typer.echo(f"{prediction}\t{max(probs[i]):.3f}" if probs else json.dumps(prediction))
+    """Predictions of an adapted task, one line per input: its file name, the label (or value), its probability."""
+    if values:
+        batch = json.loads(values)
+        names = [f"[{i}]" for i in range(len(batch))]
+    else:
+        names, batch = read_inputs(inputs or [])
+    if not batch:
+        raise typer.BadParameter("give input files or --values '[...]'")
+    with api(url, api_key) as fs:
+        result = fs.tasks.predict(task_id, batch)
+    if as_json:
+        print_json([{"input": name, "prediction": p.label, "probability": p.probability,
+                     "probabilities": p.probabilities} for name, p in zip(names, result, strict=True)])
+        return
+    for name, p in zip(names, result, strict=True):
+        shown = json.dumps(p.label) if not isinstance(p.label, str) else p.label
+        typer.echo(f"{name}\t{shown}" + (f"\t{p.probability:.3f}" if p.probability is not None else ""))
 
 
 # datasets -----------------------------------------------------------------------------------
+
+
+def _dataset_row(d: Dataset) -> list[Any]:
+    return [d.id, d.name, d.format, d.output, d.input_shape,
+            short({k: v for k, v in d.summary.items() if k != "class_names"})]
 
 
 @datasets_cli.command("upload")
 def datasets_upload(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="an .npz, a .csv or a .zip of class folders")],
     name: str | None = None,
-    invert: Annotated[bool, typer.Option(help="images: dark strokes on white become 1")] = False,
-    image_size: int = 28,
-    channels: Annotated[int | None, typer.Option(help="images: 1 (greyscale) or 3 (colour); default: detected")] = None,
-    label_column: Annotated[str, typer.Option(help="csv: the column of labels")] = "label",
-    url: UrlOption = DEFAULT_URL,
-    api_key: KeyOption = None,
+    invert: Annotated[bool | None, typer.Option(help="images: dark strokes on white become 1")] = None,
+    image_size: Annotated[int | None, typer.Option(help="images: resized to this square size (default 28)")] = None,
+    label_column: Annotated[str | None, typer.Option(help="tables: the column that holds the labels")] = None,
+    channels: Annotated[int | None, typer.Option(help="images: 1 (greyscale) or 3 (colour)")] = None,
+    field: Annotated[list[str] | None, typer.Option(help="any other form field, KEY=VALUE; repeatable")] = None,
+    as_json: JsonOption = False, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None,
 ) -> None:
-    """Upload and validate a dataset; prints it as JSON (its id names it in jobs)."""
-    data = {"image_size": str(image_size), "invert": str(invert).lower(), "label_column": label_column,
-            **({"name": name} if name else {}), **({"channels": str(channels)} if channels else {})}
-    with path.open("rb") as f:
-        ds = _call(_client(url, api_key).post, "/v1/datasets", files={"file": (path.name, f)}, data=data)
-    _print_json(ds)
+    """Upload and validate a dataset; prints its id (it names the dataset in jobs)."""
+    fields: dict[str, Any] = {"invert": invert, "image_size": image_size, "label_column": label_column,
+                              "channels": channels, **_pairs(field or [], "--field")}
+    with api(url, api_key) as fs:
+        ds = fs.datasets.upload(path, name, **{k: v for k, v in fields.items() if v is not None})
+    print_json(ds.raw) if as_json else typer.echo(f"{ds.id} {ds.name} {ds.format} {ds.input_shape}")
 
 
 @datasets_cli.command("list")
-def datasets_list(limit: int = 50, url: UrlOption = DEFAULT_URL, api_key: KeyOption = None) -> None:
+def datasets_list(limit: LimitOption = 0, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL,
+                  api_key: KeyOption = None) -> None:
     """Uploaded datasets and the built-ins."""
-    page = _call(_client(url, api_key).get, "/v1/datasets", params={"limit": limit})
-    _table(["id", "name", "format", "output", "input shape", "summary"],
-           [[d["id"], d["name"], d["format"], d["output"], d["input_shape"],
-             json.dumps({k: v for k, v in d["summary"].items() if k != "class_names"})] for d in page["data"]])
+    with api(url, api_key) as fs:
+        datasets = listed(fs.datasets.list(limit=min(limit or 100, 100)), limit)
+    if as_json:
+        print_json([d.raw for d in datasets])
+    else:
+        print_table(["id", "name", "format", "output", "input shape", "summary"], [_dataset_row(d) for d in datasets])
+
+
+@datasets_cli.command("get")
+def datasets_get(dataset_id: str, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL,
+                 api_key: KeyOption = None) -> None:
+    """One dataset."""
+    with api(url, api_key) as fs:
+        print_object(fs.datasets.get(dataset_id).raw, as_json)
+
+
+@datasets_cli.command("delete")
+def datasets_delete(dataset_id: str, as_json: JsonOption = False, url: UrlOption = DEFAULT_URL,
+                    api_key: KeyOption = None) -> None:
+    """Delete an uploaded dataset."""
+    with api(url, api_key) as fs:
+        fs.datasets.delete(dataset_id)
+    print_json({"id": dataset_id, "deleted": True}) if as_json else typer.echo(f"{dataset_id} deleted")
 
 
 # keys ---------------------------------------------------------------------------------------
@@ -284,8 +386,14 @@ def datasets_list(limit: int = 50, url: UrlOption = DEFAULT_URL, api_key: KeyOpt
 def keys_create(
     tenant: Annotated[str | None, typer.Option(help="add a key to this tenant (tnt_local: the local user's objects)")] = None,
     name: Annotated[str, typer.Option(help="a new tenant's name")] = "default",
+    as_json: JsonOption = False,
 ) -> None:
-    """A new API key (for a new tenant unless --tenant); the key alone is the last line printed."""
+    """A new API key (for a new tenant unless --tenant), written to the database of DATABASE_URL, else the
+    SQLite file in FEWSHOT_DATA_DIR (default ./.fewshot); the key alone is the last line printed."""
+    import os
+
+    from sqlalchemy.engine import make_url
+
     from service.auth import create_key
     from store import cache_events
     from store.db import init_db, session_scope
@@ -293,6 +401,7 @@ def keys_create(
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)
     init_db(settings.sqlalchemy_url)
     try:
         with session_scope(settings.sqlalchemy_url) as session:
@@ -300,6 +409,12 @@ def keys_create(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     cache_events.publish(settings.redis_url, "keys")  # API processes that cached "no keys" ask again
+    if as_json:
+        print_json({"tenant_id": new.tenant_id, "key_id": new.key_id, "key": new.key, "database": database})
+        return
+    if not os.environ.get("DATABASE_URL") and not os.environ.get("FEWSHOT_DATA_DIR"):
+        typer.echo(f"FEWSHOT_DATA_DIR is not set: the key goes to {settings.data_dir.resolve()}", err=True)
+    typer.echo(f"wrote to the database {database}")
     typer.echo(f"tenant {new.tenant_id}, key {new.key_id}; the key is shown once, keep it secret:")
     typer.echo(new.key)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from models.augment import MAX_TTA_VIEWS
 from models.episodes import MAX_LISTED_NAMES
@@ -42,6 +42,11 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+MAX_METADATA_PAIRS = 16
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f\[\]]*$")]
+MetadataValue = Annotated[str, StringConstraints(max_length=512, pattern=r"^[^\x00]*$")]
+
+
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     algorithm: str = Field(examples=["maml"], json_schema_extra=ALGORITHM_SCHEMA)
@@ -53,6 +58,13 @@ class JobCreate(BaseModel):
         default_factory=dict, examples=[{"steps": 1000}],
         description="training and learner settings (GET a job to see them all, defaults filled in); each is "
                     "checked against its range, the algorithm and the dataset (422 invalid_config)",
+    )
+    name: str | None = Field(default=None, min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$",
+                             description="a name of yours to find the job by (`GET /v1/jobs?name=`)")
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict, max_length=MAX_METADATA_PAIRS,
+        description=f"up to {MAX_METADATA_PAIRS} string pairs of yours (keys up to 64 characters, values up to 512); "
+                    "`GET /v1/jobs?metadata[key]=value` lists the jobs that have them",
     )
 
 
@@ -76,6 +88,8 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    name: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class JobsPublic(BaseModel):

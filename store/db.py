@@ -23,7 +23,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from store.ids import new_id
 
@@ -136,6 +136,25 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    name: Mapped[str | None] = mapped_column(String(255), default=None, index=True)  # the client's, to find it by
+    # The client's string pairs (JobMetadata rows, so that lists filter on them in SQL on every database).
+    metadata_items: Mapped[list[JobMetadata]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="JobMetadata.key"
+    )
+
+    @property
+    def metadata_pairs(self) -> dict[str, str]:
+        return {item.key: item.value for item in self.metadata_items}
+
+
+class JobMetadata(Base):
+    """One of a job's metadata pairs (at most 16 a job; keys up to 64 characters, values up to 512)."""
+
+    __tablename__ = "job_metadata"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(512), index=True)
 
 
 class Model(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -15,8 +15,16 @@ from models.splits import SplitError
 from service.deps import IdempotencyDep, QueueDep, SessionDep, TenantDep
 from service.errors import Conflict, InvalidInput, NotFound, Unavailable
 from service.routes.common import BODY_ERRORS, SEND_RETRY, Cursor, ObjectId, errors
-from service.schemas import ID_MAX_LENGTH, UPLOADED_DATASET_PATTERN, JobCreate, JobProgress, JobPublic, JobsPublic
-from store.db import Dataset, Job, JobEvent, record_event, utcnow
+from service.schemas import (
+    ID_MAX_LENGTH,
+    MAX_METADATA_PAIRS,
+    UPLOADED_DATASET_PATTERN,
+    JobCreate,
+    JobProgress,
+    JobPublic,
+    JobsPublic,
+)
+from store.db import Dataset, Job, JobEvent, JobMetadata, record_event, utcnow
 from store.queue import TRAIN_JOB
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -32,6 +40,7 @@ def job_public(job: Job) -> JobPublic:
         progress=JobProgress(step=job.step, total_steps=job.total_steps, metrics=job.metrics or {}),
         model_id=job.model_id, error=job.error, attempts=job.attempts,
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        name=job.name, metadata=job.metadata_pairs,
     )
 
 
@@ -75,7 +84,8 @@ def create_job(body: JobCreate, session: SessionDep, queue: QueueDep, tenant: Te
     try:
         job = Job(
             tenant_id=tenant, algorithm=body.algorithm, dataset=body.dataset, config=recipe.to_json(),
-            status="queued", total_steps=recipe.training.steps, metrics={},
+            status="queued", total_steps=recipe.training.steps, metrics={}, name=body.name,
+            metadata_items=[JobMetadata(key=k, value=v) for k, v in body.metadata.items()],
         )
         session.add(job)
         session.flush()
@@ -98,19 +108,40 @@ def create_job(body: JobCreate, session: SessionDep, queue: QueueDep, tenant: Te
 
 @router.get("", operation_id="list_jobs", response_model=JobsPublic, responses=errors())
 def list_jobs(
+    request: Request,
     session: SessionDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: Cursor = None,
     status: JobStatus | None = None,
+    name: Annotated[str | None, Query(max_length=255, description="only the jobs of this name")] = None,
 ) -> JobsPublic:
+    """Newest first. `metadata[KEY]=VALUE` (repeatable) lists only the jobs that have each pair."""
     query = select(Job).where(Job.tenant_id == tenant).order_by(Job.id.desc()).limit(limit + 1)
+    if name is not None:
+        query = query.where(Job.name == name)
+    for key, value in _metadata_filters(request):
+        query = query.where(Job.id.in_(select(JobMetadata.job_id).where(JobMetadata.key == key,
+                                                                         JobMetadata.value == value)))
     if after is not None:
         query = query.where(Job.id < after)
     if status is not None:
         query = query.where(Job.status == status)
     rows = list(session.scalars(query))
     return JobsPublic(data=[job_public(j) for j in rows[:limit]], has_more=len(rows) > limit)
+
+
+def _metadata_filters(request: Request) -> list[tuple[str, str]]:
+    pairs = []
+    for param, value in request.query_params.multi_items():
+        found = re.fullmatch(r"metadata\[(.+)\]", param)
+        if param.startswith("metadata") and found is None:
+            raise InvalidInput(f"{param!r}: filter by metadata as metadata[KEY]=VALUE", param=param)
+        if found is not None:
+            pairs.append((found.group(1), value))
+    if len(pairs) > MAX_METADATA_PAIRS:
+        raise InvalidInput(f"at most {MAX_METADATA_PAIRS} metadata filters", param="metadata")
+    return pairs
 
 
 @router.get("/{job_id}", operation_id="get_job", response_model=JobPublic, responses=errors(404))

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.episodes import ProblemSpec
+from models.weights import FORMAT, weights_bytes
 from service.deps import ArtifactsDep, PredictorDep, SessionDep, TenantDep
 from service.errors import NotFound
 from service.routes.common import Cursor, ObjectId, errors
@@ -92,3 +93,25 @@ def delete_model(
     request.app.state.hot.publish("model", model_id)  # every API process drops the model's rows and tasks
     store.delete_prefix(model_prefix(model_id))
     return Response(status_code=204)
+
+
+WEIGHTS_DESCRIPTION = (
+    f"the meta-trained weights as a safetensors file; its metadata (format `{FORMAT}`) holds `algorithm`, and "
+    "`spec` and `config` as JSON: what `models.weights.read_weights` (or `models.learners.load_learner`) rebuilds "
+    "the network from"
+)
+
+
+@router.get(
+    "/{model_id}/weights", operation_id="get_model_weights", response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                     "description": WEIGHTS_DESCRIPTION},
+               **errors(404)},
+)
+def get_model_weights(model_id: ObjectId, session: SessionDep, tenant: TenantDep, store: ArtifactsDep) -> Response:
+    model = get_model_or_404(session, model_id, tenant)
+    theta = store.load(model.artifact)
+    body = weights_bytes(model.algorithm, model.spec, model.learner_config, theta, model_id=model.id,
+                         dataset=model.dataset)
+    return Response(body, media_type="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{model.id}.safetensors"'})

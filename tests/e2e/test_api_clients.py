@@ -1,38 +1,18 @@
-"""The generated Python client (client/) and the `fewshot` CLI against a live `fewshot serve`."""
+"""The `fewshot` CLI against a live `fewshot serve`."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tests.e2e.api_support import QUICK_SINE, pattern_png, pattern_zip, served, wait_job
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client"))
-
-from fewshot_client import Client  # noqa: E402
-from fewshot_client.api.datasets import create_dataset, list_datasets  # noqa: E402
-from fewshot_client.api.jobs import create_job, get_job, list_job_events  # noqa: E402
-from fewshot_client.api.models import get_model, list_models  # noqa: E402
-from fewshot_client.api.tasks import create_predictions, create_task  # noqa: E402
-from fewshot_client.models import (  # noqa: E402
-    BodyCreateDataset,
-    ErrorBody,
-    JobCreate,
-    JobCreateAlgorithm,
-    JobCreateConfig,
-    PredictionCreate,
-    SupportSet,
-    TaskCreate,
-)
-from fewshot_client.types import File  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -47,105 +27,99 @@ def serve(tmp_path_factory):
         yield serve
 
 
-@pytest.fixture(scope="module")
-def generated(serve):
-    with Client(base_url=f"http://127.0.0.1:{serve.port}", timeout=None, raise_on_unexpected_status=True) as c:
-        yield c
-
-
-def test_generated_client_lifecycle(serve, generated):
-    builtins = list_datasets.sync(client=generated, limit=100)
-    assert {d.id for d in builtins.data} >= {"sinusoid", "omniglot", "mnist", "mtl-synthetic"}
-    upload = create_dataset.sync(client=generated, body=BodyCreateDataset(
-        file=File(payload=io.BytesIO(pattern_zip()), file_name="shapes.zip"), name="shapes"))
-    assert upload.id.startswith("ds_") and upload.input_shape == [1, 28, 28]
-
-    body = JobCreate(algorithm=JobCreateAlgorithm.MAML, dataset="sinusoid", config=JobCreateConfig.from_dict(QUICK_SINE))
-    job = create_job.sync(client=generated, body=body, idempotency_key="client-1")
-    assert create_job.sync(client=generated, body=body, idempotency_key="client-1").id == job.id
-    deadline = time.monotonic() + 120
-    while (job := get_job.sync(job.id, client=generated)).status.value not in ("succeeded", "failed"):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
-    assert job.status.value == "succeeded" and isinstance(job.model_id, str)
-    events = list_job_events.sync(job.id, client=generated)
-    assert [e.data["status"] for e in events.data if e.type_.value == "status"] == ["queued", "running", "succeeded"]
-
-    assert job.model_id in [m.id for m in list_models.sync(client=generated).data]
-    model = get_model.sync(job.model_id, client=generated)
-    assert model.output.value == "regression" and model.input_shape == [1]
-    support = SupportSet(inputs=[[-1.0], [0.0], [1.0], [2.0]], labels=[-0.8, -0.9, 0.0, 0.9])
-    task = create_task.sync(job.model_id, client=generated, body=TaskCreate(support=support))
-    assert task.status.value == "ready"
-    preds = create_predictions.sync(task.id, client=generated, body=PredictionCreate(inputs=[[0.5], [1.5]]))
-    assert len(preds.predictions) == 2
-
-    missing = get_job.sync("job_nope", client=generated)
-    assert isinstance(missing, ErrorBody) and missing.error.code == "not_found"
-
-
-def _cli(serve, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FEWSHOT_URL": f"http://127.0.0.1:{serve.port}", "COLUMNS": "200"}
+def _cli(serve, *args: str, ok: bool = True, columns: int = 200) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FEWSHOT_URL": f"http://127.0.0.1:{serve.port}", "COLUMNS": str(columns)}
     out = subprocess.run([FEWSHOT, *args], env=env, capture_output=True, text=True, timeout=180)
     if ok:
         assert out.returncode == 0, (args, out.stdout, out.stderr)
     return out
 
 
+def _json(serve, *args: str) -> Any:
+    return json.loads(_cli(serve, *args, "--json").stdout)
+
+
 def test_cli_against_a_live_server(serve, tmp_path):
     archive = tmp_path / "shapes.zip"
     archive.write_bytes(pattern_zip())
-    ds = json.loads(_cli(serve, "datasets", "upload", str(archive), "--name", "shapes").stdout)
-    listed = _cli(serve, "datasets", "list").stdout
-    assert ds["id"] in listed and "omniglot" in listed
+    ds = _json(serve, "datasets", "upload", str(archive), "--name", "shapes", "--image-size", "28")
+    assert ds["id"].startswith("ds_") and ds["input_shape"] == [1, 28, 28]
+    assert {"sinusoid", "omniglot", ds["id"]} <= {d["id"] for d in _json(serve, "datasets", "list")}
+    assert ds["id"] in _cli(serve, "datasets", "list", columns=40).stdout  # a narrow terminal cuts no id
 
-    created = _cli(serve, "jobs", "create", "--algorithm", "maml", "--dataset", ds["id"],
-                   "--config", json.dumps(IMAGE_CONFIG), "--watch")
-    job = json.loads(created.stdout[: created.stdout.index("\n}\n") + 3])
-    assert f"{job['id']} succeeded: model mdl_" in created.stdout
-    assert job["id"] in _cli(serve, "jobs", "list").stdout
-    got = json.loads(_cli(serve, "jobs", "get", job["id"]).stdout)
+    created = _json(serve, "jobs", "create", "--algorithm", "maml", "--dataset", ds["id"],
+                    "--config", json.dumps(IMAGE_CONFIG))
+    watched = _cli(serve, "jobs", "watch", created["id"])
+    assert f"{created['id']} succeeded: model mdl_" in watched.stdout and "eta" in watched.stdout
+    assert "final metrics: accuracy=" in watched.stdout
+    assert created["id"] in [j["id"] for j in _json(serve, "jobs", "list")]
+    assert created["id"] in _cli(serve, "jobs", "list", columns=50).stdout
+    got = _json(serve, "jobs", "get", created["id"])
     assert got["status"] == "succeeded"
-    assert got["model_id"] in _cli(serve, "models", "list").stdout
-    assert json.loads(_cli(serve, "models", "get", got["model_id"]).stdout)["accepts_images"] is True
+    assert got["model_id"] in [m["id"] for m in _json(serve, "models", "list")]
+    assert _json(serve, "models", "get", got["model_id"])["accepts_images"] is True
+    events = _json(serve, "jobs", "events", created["id"])
+    assert [e["data"]["status"] for e in events if e["type"] == "status"] == ["queued", "running", "succeeded"]
 
     support = tmp_path / "support"
     for label, cls in (("bar-top", 0), ("bar-low", 5)):
         (support / label).mkdir(parents=True)
         (support / label / "a.png").write_bytes(pattern_png(cls, 0))
-    task = json.loads(_cli(serve, "tasks", "adapt", got["model_id"], "--support", str(support)).stdout)
+    task = _json(serve, "tasks", "adapt", got["model_id"], "--support", str(support))
     assert task["status"] == "ready" and sorted(task["labels"]) == ["bar-low", "bar-top"]
+    assert [t["id"] for t in _json(serve, "tasks", "list", got["model_id"])] == [task["id"]]
     queries = [tmp_path / "q0.png", tmp_path / "q1.png"]
     queries[0].write_bytes(pattern_png(0, 1))
     queries[1].write_bytes(pattern_png(5, 1))
     lines = _cli(serve, "predict", task["id"], *map(str, queries)).stdout.strip().splitlines()
-    assert len(lines) == 2 and all(line.split("\t")[0] in ("bar-top", "bar-low") for line in lines)
-    assert all(0.0 <= float(line.split("\t")[1]) <= 1.0 for line in lines)
+    assert [line.split("\t")[0] for line in lines] == [str(q) for q in queries]  # each file beside its answer
+    assert all(line.split("\t")[1] in ("bar-top", "bar-low") and 0.0 <= float(line.split("\t")[2]) <= 1.0
+               for line in lines)
+    answers = _json(serve, "predict", task["id"], *map(str, queries))
+    assert [a["input"] for a in answers] == [str(q) for q in queries]
+    assert [a["prediction"] for a in answers] == [line.split("\t")[1] for line in lines]
+
+    exported = _json(serve, "models", "export", got["model_id"], str(tmp_path / "m.safetensors"))
+    assert exported["bytes"] == (tmp_path / "m.safetensors").stat().st_size > 0
 
     sine = wait_job_cli(serve, {"algorithm": "maml", "dataset": "sinusoid", "config": QUICK_SINE})
     npz = tmp_path / "support.npz"
     np.savez(npz, x=np.array([[-1.0], [0.0], [1.0]]), y=np.array([-0.8, -0.9, 0.0]))
-    sine_task = json.loads(_cli(serve, "tasks", "adapt", sine["model_id"], "--support", str(npz)).stdout)
+    sine_task = _json(serve, "tasks", "adapt", sine["model_id"], "--support", str(npz))
     assert sine_task["status"] == "ready" and sine_task["support_size"] == 3
-    values = _cli(serve, "predict", sine_task["id"], "--json", "[[0.5]]").stdout.split()
-    assert len(values) == 1 and float(values[0]) == pytest.approx(float(values[0]))
+    value = _json(serve, "predict", sine_task["id"], "--values", "[[0.5]]")
+    assert len(value) == 1 and isinstance(value[0]["prediction"], float) and value[0]["probability"] is None
 
-    long = json.loads(_cli(serve, "jobs", "create", "--algorithm", "maml", "--dataset", "sinusoid",
-                           "--config", json.dumps({**QUICK_SINE, "steps": 100_000})).stdout)
-    cancelled = json.loads(_cli(serve, "jobs", "cancel", long["id"]).stdout)
-    assert cancelled["status"] == "cancelled"
+    long = _json(serve, "jobs", "create", "--algorithm", "maml", "--dataset", "sinusoid",
+                 "--config", json.dumps({**QUICK_SINE, "steps": 100_000}))
+    assert _json(serve, "jobs", "cancel", long["id"])["status"] == "cancelled"
     watched = _cli(serve, "jobs", "watch", long["id"], ok=False)
     assert watched.returncode == 1 and f"{long['id']} cancelled" in watched.stdout
     again = _cli(serve, "jobs", "cancel", long["id"], ok=False)
     assert again.returncode == 1 and "409 job_finished" in again.stderr
+    assert _json(serve, "tasks", "delete", sine_task["id"]) == {"id": sine_task["id"], "deleted": True}
+    assert _json(serve, "datasets", "delete", ds["id"])["deleted"] is True
 
 
 def wait_job_cli(serve, body: dict) -> dict:
-    out = _cli(serve, "jobs", "create", "--algorithm", body["algorithm"], "--dataset", body["dataset"],
-               "--config", json.dumps(body["config"]))
+    job = _json(serve, "jobs", "create", "--algorithm", body["algorithm"], "--dataset", body["dataset"],
+                "--config", json.dumps(body["config"]))
     from tests.e2e.api_support import client
 
     with client(serve) as c:
-        job = wait_job(c, json.loads(out.stdout)["id"])
+        job = wait_job(c, job["id"])
     assert job["status"] == "succeeded", job
     return job
+
+
+def test_keys_create_says_which_database_it_wrote_to(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "FEWSHOT_DATA_DIR")}
+    out = subprocess.run([FEWSHOT, "keys", "create"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    database = tmp_path / ".fewshot" / "fewshot.db"
+    assert f"wrote to the database sqlite:///{database}" in out.stdout
+    assert "FEWSHOT_DATA_DIR is not set" in out.stderr and database.exists()
+    as_json = subprocess.run([FEWSHOT, "keys", "create", "--json"], env={**env, "FEWSHOT_DATA_DIR": str(tmp_path / "d")},
+                             capture_output=True, text=True, timeout=60)
+    created = json.loads(as_json.stdout)
+    assert created["key"].startswith("fsk_") and created["database"].endswith(str(tmp_path / "d" / "fewshot.db"))

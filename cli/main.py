@@ -21,7 +21,7 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 ApiWorkersOption = Annotated[int | None, typer.Option(
-    min=1, help="API processes on the one port (default: one per core); each holds its own caches and runs torch "
+    min=1, envvar="FEWSHOT_API_WORKERS", help="API processes on the one port (default: one per core); each holds its own caches and runs torch "
                 "on FEWSHOT_TORCH_THREADS threads",
 )]
 AccessLogOption = Annotated[bool, typer.Option(help="log a line per request (the metrics at /metrics count them either way)")]
@@ -37,8 +37,23 @@ def _run_api(app: object, host: str, port: int, workers: int | None, access_log:
     if workers == 1:
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)  # type: ignore[arg-type]
     else:
-        uvicorn.run("service.main:create_app", factory=True, workers=workers, host=host, port=port, log_level="info",
+        uvicorn.run("cli.main:api_process_app", factory=True, workers=workers, host=host, port=port, log_level="info",
                     access_log=access_log)
+
+
+def api_process_app() -> object:
+    """The app of one of uvicorn's API processes, which dies with the process that started it: a
+    SIGKILLed `fewshot serve` must not leave API processes holding its port (uvicorn's manager
+    stops them only when it is itself stopped)."""
+    import multiprocessing
+
+    from service.main import create_app
+    from workers.lifecycle import die_with_parent
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(signal.SIGKILL, parent=parent.pid)
+    return create_app()
 
 
 @cli.command()

@@ -4,16 +4,29 @@ An adaptation is in flight from the moment its POST is admitted until it is answ
 `"wait": false` request only until its message is sent). Over the tenant's bound the answer
 is 429 `too_many_adaptations`, over the process's bound 503 `overloaded`, both with
 `Retry-After` and both before the request touches the database.
+
+The process's bound protects that process and is counted in it. The tenant's bound is the
+tenant's, whichever API process its requests reach (`fewshot serve` runs one per core): with
+Redis it is counted there, in a sorted set of leases per tenant, so that a process that dies
+holding slots gives them back when their lease ends. When Redis does not answer, the tenant's
+slots are counted in the process, as without Redis: the bound must not take the API down with it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
+import redis
+
 from service.errors import ApiError, TooManyRequests, Unavailable
+
+log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1  # a slot frees as soon as one adaptation is answered: tens of milliseconds
 
@@ -26,13 +39,62 @@ class Overloaded(Unavailable):
     code = "overloaded"
 
 
-class Admission:
-    """Counts of adaptations in flight in this process; a bound of 0 turns that bound off."""
+# Drop the leases that ended, then take one if fewer than the bound are held. KEYS[1]: the tenant's
+# sorted set; ARGV: now, the new lease's end, the bound, its member, the key's expiry (ms).
+# Answers the count held before the call and 1 when a slot was taken, else 0.
+_TAKE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local held = redis.call('ZCARD', KEYS[1])
+if held >= tonumber(ARGV[3]) then return {held, 0} end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {held, 1}
+"""
 
-    def __init__(self, per_process: int, per_tenant: int) -> None:
+
+class SharedTenantSlots:
+    """Tenants' slots counted in Redis, shared by every API process that uses the same Redis.
+
+    A slot is a lease that ends `lease_seconds` after it was taken (longer than any request holds
+    one: the adaptation wait and its database calls), so a process that dies holding slots gives
+    them back by then. Every call raises redis.RedisError when Redis does not answer."""
+
+    def __init__(self, redis_url: str, lease_seconds: float, timeout: float = 0.25) -> None:
+        self.lease_seconds = lease_seconds
+        self._redis = redis.Redis.from_url(redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._take = self._redis.register_script(_TAKE)
+
+    @staticmethod
+    def _key(tenant: str) -> str:
+        return f"fewshot:admission:{tenant}"
+
+    def take(self, tenant: str, bound: int) -> tuple[str | None, int]:
+        """(the lease's id, or None when the bound is reached; the slots held before the call)."""
+        member = uuid.uuid4().hex
+        now = time.time()
+        held, taken = self._take(keys=[self._key(tenant)], args=[
+            now, now + self.lease_seconds, bound, member, int(self.lease_seconds * 2000),
+        ])
+        return (member if taken else None), int(held)
+
+    def give_back(self, tenant: str, lease: str) -> None:
+        self._redis.zrem(self._key(tenant), lease)
+
+    def held(self, tenant: str) -> int:
+        key = self._key(tenant)
+        self._redis.zremrangebyscore(key, "-inf", time.time())
+        return int(self._redis.zcard(key))
+
+
+class Admission:
+    """Adaptations in flight: counted in this process, and per tenant in `shared` when given (see
+    the module's docstring); a bound of 0 turns that bound off."""
+
+    def __init__(self, per_process: int, per_tenant: int, shared: SharedTenantSlots | None = None) -> None:
         self.per_process = per_process
         self.per_tenant = per_tenant
-        self._held: Counter[str | None] = Counter()  # slots held: None for the process, else by tenant
+        self.shared = shared
+        self._held: Counter[str | None] = Counter()  # slots held here: None for the process, else by tenant
         self._lock = threading.Lock()
 
     @property
@@ -53,11 +115,35 @@ class Admission:
 
     def tenant_slot(self, tenant: str) -> AbstractContextManager[None]:
         """One of the tenant's slots, held inside the block; 429 `too_many_adaptations` when none is free."""
-        return self._slot(tenant, self.per_tenant, lambda held: TooManyAdaptations(
+        if self.shared is not None and self.per_tenant:
+            return self._shared_slot(tenant, self.shared)
+        return self._slot(tenant, self.per_tenant, self._tenant_refusal)
+
+    def _tenant_refusal(self, held: int) -> ApiError:
+        return TooManyAdaptations(
             f"this tenant has {held} adaptations in flight, its limit "
             f"(FEWSHOT_MAX_INFLIGHT_ADAPTATIONS_PER_TENANT={self.per_tenant}); retry in {RETRY_AFTER_S} s",
             retry_after=RETRY_AFTER_S,
-        ))
+        )
+
+    @contextmanager
+    def _shared_slot(self, tenant: str, shared: SharedTenantSlots) -> Iterator[None]:
+        try:
+            lease, held = shared.take(tenant, self.per_tenant)
+        except redis.RedisError:
+            log.warning("tenant admission counted in this process: Redis did not answer", exc_info=True)
+            with self._slot(tenant, self.per_tenant, self._tenant_refusal):
+                yield
+            return
+        if lease is None:
+            raise self._tenant_refusal(held)
+        try:
+            yield
+        finally:
+            try:
+                shared.give_back(tenant, lease)
+            except redis.RedisError:  # the lease ends by itself
+                log.warning("a tenant's admission slot not given back: Redis did not answer", exc_info=True)
 
     @contextmanager
     def _slot(self, holder: str | None, bound: int, refusal: Callable[[int], ApiError]) -> Iterator[None]:

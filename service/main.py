@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.adaptation_waiter import AdaptationWaiter
-from service.admission import Admission
+from service.admission import Admission, SharedTenantSlots
 from service.auth import declare_security
 from service.console import install_console
 from service.errors import Unauthorized, error_response, install_error_handlers
@@ -82,7 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.hot.on_model_gone = app.state.predictor.forget_model
     app.state.rate_limiter = RateLimiter(settings.redis_url, settings.rate_limit_per_minute)
     app.state.metrics = ApiMetrics()
-    app.state.admission = Admission(settings.max_inflight_adaptations, settings.max_inflight_adaptations_per_tenant)
+    shared_slots = SharedTenantSlots(settings.redis_url, settings.adapt_wait_seconds + 60) if settings.redis_url else None
+    app.state.admission = Admission(settings.max_inflight_adaptations, settings.max_inflight_adaptations_per_tenant,
+                                    shared_slots)
     app.state.adaptation_waiter = AdaptationWaiter(settings.redis_url, settings.redis_timeout_seconds)  # listens from the first wait on
     app.state.metrics.watch(db_url, app.state.celery, app.state.predictor)
     install_error_handlers(app)

@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     # after the key lookup. A waiting request holds no thread and no connection, so the bound is
     # the adapt queue: 256 adaptations at 10-70 ms each on one adapt worker are done in 3-18 s,
     # within adapt_wait_seconds. A tenant gets a quarter of a process, so that one busy tenant
-    # leaves room for others.
+    # leaves room for others. The process bound is each API process's own; the tenant bound is
+    # shared by every API process through Redis (service/admission.py).
     max_inflight_adaptations: int = Field(default=256, ge=0)
     max_inflight_adaptations_per_tenant: int = Field(default=64, ge=0)
     # Idempotency-Key: a request holds its key while it makes its object; a retry that finds the

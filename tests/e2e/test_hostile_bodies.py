@@ -248,9 +248,13 @@ def test_regression_labels_outside_float32_are_422(api, sine_model):
 
 
 def test_job_config_outside_float32_is_422(api):
+    """A key with no upper bound of its own says float32; one with a tighter range says that range."""
+    body = {"algorithm": "maml", "dataset": "sinusoid", "config": {**QUICK_SINE, "divergence_factor": 1e39}}
+    error = assert_error(api.post("/v1/jobs", json=body), 422)
+    assert error["param"] == "config.divergence_factor" and "float32" in error["message"], error
     body = {"algorithm": "maml", "dataset": "sinusoid", "config": {**QUICK_SINE, "inner_lr": 1e39}}
     error = assert_error(api.post("/v1/jobs", json=body), 422)
-    assert "inner_lr" in error["message"] and "float32" in error["message"], error
+    assert error["param"] == "config.inner_lr" and "(0, 10]" in error["message"], error
 
 
 def test_a_prediction_is_never_null(api, sine_model):

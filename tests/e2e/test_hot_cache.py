@@ -29,15 +29,23 @@ REDIS_DB = 2
 ENV = {"FEWSHOT_HOT_CACHE_TTL_SECONDS": "600"}
 
 
-def _fewshot(data_dir: Path, *args: str) -> str:
-    env = {**os.environ, "FEWSHOT_DATA_DIR": str(data_dir), "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}"}
-    return subprocess.run([FEWSHOT, *args], env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+def _cli_env(data_dir: Path) -> dict[str, str]:
+    """The environment of the module's servers, taken when they start: each test gets a fresh
+    DATABASE_URL of its own on PostgreSQL (tests/conftest.py), the servers keep the module's."""
+    return {**os.environ, "FEWSHOT_DATA_DIR": str(data_dir), "REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}"}
+
+
+def _fewshot(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([FEWSHOT, *args], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done.stdout
 
 
 @pytest.fixture(scope="module")
 def two_apis(tmp_path_factory):
     data = tmp_path_factory.mktemp("hot")
-    out = _fewshot(data, "keys", "create", "--name", "a").strip().splitlines()
+    cli_env = _cli_env(data)
+    out = _fewshot(cli_env, "keys", "create", "--name", "a").strip().splitlines()
     key, key_id = out[-1], out[-2].split("key ")[1].split(";")[0]
     with served(data, REDIS_DB, **ENV) as serve, client(serve, key) as first:
         port = free_port()
@@ -57,7 +65,7 @@ def two_apis(tmp_path_factory):
                         pass
                     assert time.monotonic() < deadline and second_api.poll() is None, "the second API did not start"
                     time.sleep(0.3)
-                yield data, key_id, first, second
+                yield cli_env, key_id, first, second
         finally:
             second_api.send_signal(signal.SIGINT)
             second_api.wait(30)
@@ -75,7 +83,7 @@ def _predict(api: httpx.Client, task_id: str) -> httpx.Response:
 
 
 def test_deletes_and_revocations_reach_every_api_process(two_apis):
-    data, key_id, first, second = two_apis
+    cli_env, key_id, first, second = two_apis
     job = wait_job(first, first.post("/v1/jobs", json={"algorithm": "maml", "dataset": "sinusoid", "config": QUICK_SINE}).json()["id"])
     assert job["status"] == "succeeded", job
     task, other = _ready_task(first, job["model_id"]), _ready_task(first, job["model_id"])
@@ -97,15 +105,15 @@ def test_deletes_and_revocations_reach_every_api_process(two_apis):
         assert_error(_predict(api, model_two), 404, "not_found")
         assert_error(_predict(api, other), 404, "not_found")
 
-    _fewshot(data, "keys", "revoke", key_id)
+    _fewshot(cli_env, "keys", "revoke", key_id)
     for api in (first, second):
         assert_error(api.get("/v1/models"), 401, "invalid_api_key")
         assert_error(_predict(api, other), 401, "invalid_api_key")
 
 
 def test_float32_bodies_answer_as_json(two_apis):
-    data, _, first_a, second_a = two_apis
-    key = _fewshot(data, "keys", "create", "--name", "b").strip().splitlines()[-1]  # tenant a's key may be revoked
+    cli_env, _, first_a, second_a = two_apis
+    key = _fewshot(cli_env, "keys", "create", "--name", "b").strip().splitlines()[-1]  # tenant a's key may be revoked
     first, second = (httpx.Client(base_url=c.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
                      for c in (first_a, second_a))
     job = wait_job(first, first.post("/v1/jobs", json={"algorithm": "maml", "dataset": "sinusoid", "config": QUICK_SINE}).json()["id"])

@@ -62,9 +62,10 @@ def served_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with session_scope(settings.sqlalchemy_url) as session:
         key, other = create_key(session).key, create_key(session).key
     # Two adaptations in flight per process, one per tenant; a waited-for adaptation answers 202 after 2 s;
-    # at most 2,000 numbers a request.
+    # at most 2,000 numbers a request. One API process: the process's bound is that process's own, and
+    # which of two processes takes a connection is the kernel's choice (the tenant's bound is shared).
     env = {"FEWSHOT_MAX_INFLIGHT_ADAPTATIONS": "2", "FEWSHOT_MAX_INFLIGHT_ADAPTATIONS_PER_TENANT": "1",
-           "FEWSHOT_ADAPT_WAIT_SECONDS": "2", "FEWSHOT_MAX_REQUEST_NUMBERS": "2000"}
+           "FEWSHOT_ADAPT_WAIT_SECONDS": "2", "FEWSHOT_MAX_REQUEST_NUMBERS": "2000", "FEWSHOT_API_WORKERS": "1"}
     with served(data_dir, redis_db=1, **env) as serve:
         yield Served(serve, f"http://127.0.0.1:{serve.port}", key, other)
 

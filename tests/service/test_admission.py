@@ -5,6 +5,7 @@ exception, and the waiter that hears the adapt worker's announcements on a real 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis
@@ -14,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from service.adaptation_waiter import AdaptationWaiter
-from service.admission import Admission, Overloaded, TooManyAdaptations
+from service.admission import Admission, Overloaded, SharedTenantSlots, TooManyAdaptations
 from service.errors import Unavailable, install_error_handlers
 from store import adaptation_events
 from tests.e2e.api_support import assert_error
@@ -43,6 +44,39 @@ def test_slots_are_bounded_per_process_and_per_tenant_and_given_back():
     unbounded = Admission(per_process=0, per_tenant=0)
     with unbounded.process_slot(), unbounded.tenant_slot("a"), unbounded.process_slot(), unbounded.tenant_slot("a"):
         assert unbounded.in_flight == 2
+
+
+def test_a_tenants_bound_holds_across_api_processes_through_redis():
+    """Two API processes (two Admissions on one Redis): the tenant's slots are counted once for both,
+    given back when a request ends, and a dead process's leases end by themselves."""
+    redis.Redis.from_url(REDIS_URL).delete("fewshot:admission:a", "fewshot:admission:b")
+    first, second = (Admission(per_process=10, per_tenant=2, shared=SharedTenantSlots(REDIS_URL, 60)) for _ in range(2))
+    with first.tenant_slot("a"), second.tenant_slot("a"):
+        for process in (first, second):
+            with pytest.raises(TooManyAdaptations) as refused, process.tenant_slot("a"):
+                pass
+            assert "2 adaptations in flight" in refused.value.message
+        with second.tenant_slot("b"):  # another tenant still gets in
+            pass
+    with first.tenant_slot("a"), second.tenant_slot("a"):  # both given back
+        pass
+    assert SharedTenantSlots(REDIS_URL, 60).held("a") == 0
+    dying = SharedTenantSlots(REDIS_URL, lease_seconds=0.3)
+    assert dying.take("a", 2)[0] and dying.take("a", 2)[0]  # a process that dies holding both
+    with pytest.raises(TooManyAdaptations), first.tenant_slot("a"):
+        pass
+    time.sleep(0.4)
+    with first.tenant_slot("a"), second.tenant_slot("a"):  # their leases have ended
+        pass
+
+
+def test_a_tenants_slots_are_counted_in_the_process_when_redis_does_not_answer():
+    port = free_port()  # nothing listens there
+    admission = Admission(per_process=10, per_tenant=1, shared=SharedTenantSlots(f"redis://127.0.0.1:{port}/0", 60))
+    with admission.tenant_slot("a"):
+        with pytest.raises(TooManyAdaptations), admission.tenant_slot("a"):
+            pass
+    assert admission.by_tenant == {}
 
 
 def test_saturation_and_failures_are_json_errors_with_retry_after():

@@ -44,6 +44,8 @@ def _faults(mode: str) -> int:
 
 
 def test_tuned_malloc_reuses_freed_blocks() -> None:
-    default, tuned = _faults("default"), _faults("tuned")
+    # Page faults also come from the kernel's side (a page reclaimed, a huge page split): the least
+    # of two runs is the allocator's own count, tuned and by default alike.
+    default, tuned = min(_faults("default") for _ in range(2)), min(_faults("tuned") for _ in range(2))
     assert default > 3000, f"the probe no longer faults by default ({default}): it tests nothing"
     assert tuned < default / 10, f"page faults in 2 meta-steps: {default} by default, {tuned} tuned"

@@ -50,8 +50,9 @@ def test_if_none_creates_a_key_only_while_no_live_key_exists(tmp_path, monkeypat
     assert _live_key_hashes() == [hashlib.sha256(after_revoke["key"].encode()).hexdigest()]
 
 
-def _run_init(data_dir: Path) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}  # DATABASE_URL stays: the Postgres pass
+def _run_init(data_dir: Path, **extra: str) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "FLOWER_BASIC_AUTH")}  # DATABASE_URL stays
+    env.update(extra)
     env["FEWSHOT_DATA_DIR"] = str(data_dir)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # this venv's `fewshot`
     done = subprocess.run(["sh", str(INIT_SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
@@ -66,6 +67,18 @@ def test_init_script_migrates_then_prints_the_first_key_once(tmp_path, monkeypat
     key = first[-1]
     assert key.startswith("fsk_") and " " not in key
 
+    auth_file = tmp_path / "flower" / "basic_auth"  # Flower's credentials, made once, printed once
+    user, _, password = auth_file.read_text().strip().partition(":")
+    assert user == "admin" and len(password) >= 20 and (auth_file.stat().st_mode & 0o777) == 0o600
+    assert sum(auth_file.read_text().strip() in line for line in first) == 1
+
     second = _run_init(tmp_path)
     assert "none created" in second[-1] and not any(line.startswith("fsk_") for line in second)
+    assert not any("Flower" in line for line in second) and auth_file.read_text().strip() == f"{user}:{password}"
     assert _live_key_hashes() == [hashlib.sha256(key.encode()).hexdigest()]
+
+
+def test_init_makes_no_flower_credentials_when_the_variable_gives_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEWSHOT_DATA_DIR", str(tmp_path))
+    lines = _run_init(tmp_path, FLOWER_BASIC_AUTH="admin:given")
+    assert not (tmp_path / "flower").exists() and not any("Flower" in line for line in lines)

@@ -386,6 +386,10 @@ def datasets_delete(dataset_id: str, as_json: JsonOption = False, url: UrlOption
 def keys_create(
     tenant: Annotated[str | None, typer.Option(help="add a key to this tenant (tnt_local: the local user's objects)")] = None,
     name: Annotated[str, typer.Option(help="a new tenant's name")] = "default",
+    if_none: Annotated[bool, typer.Option(
+        "--if-none", help="only when no live key exists; else say so, create nothing and exit 0 "
+                          "(a bootstrap that may run at every start, as compose's init service does)",
+    )] = False,
     as_json: JsonOption = False,
 ) -> None:
     """A new API key (for a new tenant unless --tenant), written to the database of DATABASE_URL, else the
@@ -394,7 +398,7 @@ def keys_create(
 
     from sqlalchemy.engine import make_url
 
-    from service.auth import create_key
+    from service.auth import create_key, keys_exist
     from store import cache_events
     from store.db import init_db, session_scope
     from store.settings import Settings
@@ -405,9 +409,15 @@ def keys_create(
     init_db(settings.sqlalchemy_url)
     try:
         with session_scope(settings.sqlalchemy_url) as session:
-            new = create_key(session, tenant, name)
+            new = None if if_none and keys_exist(session) else create_key(session, tenant, name)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if new is None:
+        if as_json:
+            print_json({"tenant_id": None, "key_id": None, "key": None, "database": database})
+        else:
+            typer.echo(f"a live API key exists in the database {database}: none created (--if-none)")
+        return
     cache_events.publish(settings.redis_url, "keys")  # API processes that cached "no keys" ask again
     if as_json:
         print_json({"tenant_id": new.tenant_id, "key_id": new.key_id, "key": new.key, "database": database})

@@ -28,11 +28,11 @@ for _key in DATABASE_ENV:  # the database is the tests' choice, never the shell'
     os.environ.pop(_key, None)
 
 TESTS = Path(__file__).resolve().parent
-# Learners, datasets, artifacts, the OpenAPI file and the benchmarks' smoke runs (each script
-# keeps its own state) only: they run once, in the SQLite pass.
+# Learners, datasets, artifacts, the OpenAPI file, the compose file and the benchmarks' smoke runs
+# (each script keeps its own state) only: they run once, in the SQLite pass.
 NO_DATABASE = (TESTS / "models", TESTS / "benchmarks", TESTS / "store" / "test_artifacts.py",
                TESTS / "service" / "test_openapi.py", TESTS / "service" / "test_predictor.py",
-               TESTS / "test_import_rules.py")
+               TESTS / "test_import_rules.py", TESTS / "test_compose.py")
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -430,7 +430,8 @@ def keys_create(
 
 
 @keys_cli.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (key_...), as `keys create` printed it")]) -> None:
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (key_...), as `keys create` printed it")],
+                as_json: JsonOption = False) -> None:
     """Revoke an API key: every API process refuses it at once (REDIS_URL set), within
     FEWSHOT_HOT_CACHE_TTL_SECONDS otherwise."""
     from service.auth import revoke_key
@@ -445,7 +446,7 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (key_..
     if not revoked:
         raise typer.BadParameter(f"no live key {key_id!r}")
     cache_events.publish(settings.redis_url, "keys")
-    typer.echo(f"key {key_id} revoked")
+    print_json({"key_id": key_id, "revoked": True}) if as_json else typer.echo(f"key {key_id} revoked")
 
 
 def register(cli: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from cli.output import JsonOption, print_json
 from cli.process_setup import DataDirOption, setup_process
 
 eval_app = typer.Typer(help="Evaluate a stored model on benchmark data.", no_args_is_help=True)
@@ -21,9 +22,10 @@ def one_shot_runs(
     runs_dir: Annotated[Path, typer.Argument(help="folder of runNN/ folders (Lake et al.'s one-shot format)")],
     model_id: Annotated[str, typer.Argument(help="a model id (mdl_...) of this data directory")],
     data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Adapt the model to each run's 20 training images, classify its 20 test images, print each
-    run's error and the mean error."""
+    run's error and the mean error (with --json: errors as fractions, once every run is done)."""
     setup_process(data_dir)  # data dir and one torch thread, before torch is imported
     from models.one_shot_runs import read_runs, run_error
     from store.db import Model, init_db, session_scope
@@ -51,5 +53,11 @@ def one_shot_runs(
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         errors.append(error)
-        typer.echo(f"{run.name}: error {100 * error:.1f}%")
-    typer.echo(f"mean error {100 * sum(errors) / len(errors):.2f}% over {len(errors)} runs")
+        if not as_json:
+            typer.echo(f"{run.name}: error {100 * error:.1f}%")
+    mean = sum(errors) / len(errors)
+    if as_json:
+        per_run = [{"run": run.name, "error": error} for run, error in zip(runs, errors, strict=True)]
+        print_json({"model_id": model_id, "runs": per_run, "mean_error": mean})
+    else:
+        typer.echo(f"mean error {100 * mean:.2f}% over {len(errors)} runs")

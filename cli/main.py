@@ -10,6 +10,7 @@ import typer
 
 from cli.api_commands import register as register_api_commands
 from cli.eval_commands import eval_app
+from cli.output import JsonOption, print_json
 from cli.process_setup import DataDirOption, setup_process
 from store.settings import Settings
 
@@ -173,16 +174,24 @@ cli.add_typer(db_app, name="db")
 
 
 @db_app.command("upgrade")
-def db_upgrade(data_dir: DataDirOption = None) -> None:
-    """Bring the database (DATABASE_URL, or the SQLite file) to the latest schema."""
+def db_upgrade(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+    """Bring the database (DATABASE_URL, or the SQLite file) to the latest schema; prints the database
+    (password hidden) and the revision it is at."""
     setup_process(data_dir)
+    from sqlalchemy.engine import make_url
+
     from store.db import init_db
+    from store.schema import current_revision
     from store.settings import Settings
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    init_db(settings.sqlalchemy_url)
-    typer.echo("database schema is current")
+    revision = current_revision(init_db(settings.sqlalchemy_url))
+    database = make_url(settings.sqlalchemy_url).render_as_string(hide_password=True)
+    if as_json:
+        print_json({"database": database, "revision": revision})
+    else:
+        typer.echo(f"database schema is current: {database} at revision {revision}")
 
 
 @db_app.command("revision")

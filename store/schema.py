@@ -39,6 +39,14 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is at (None before the first upgrade)."""
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
 def revision(engine: Engine, message: str) -> None:
     """Autogenerate a migration from the difference between the tables and the database."""
     with engine.begin() as conn:

@@ -43,6 +43,7 @@ class ClientCalls(Protocol):
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TaskStatus = Literal["adapting", "ready", "failed"]
+Modality = Literal["image", "vector"]
 FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
 
 
@@ -160,6 +161,8 @@ class Dataset:
     size_bytes: int | None
     created_at: datetime | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    modality: Modality | None = None  # None from a server older than modalities
+    modality_params: dict[str, Any] | None = None  # None where the job's config sets them (e.g. the image size)
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Dataset:
@@ -167,6 +170,7 @@ class Dataset:
             id=raw["id"], name=raw["name"], builtin=raw["builtin"], format=raw["format"], output=raw["output"],
             input_shape=raw.get("input_shape"), description=raw.get("description"), summary=raw.get("summary") or {},
             size_bytes=raw.get("size_bytes"), created_at=_time(raw.get("created_at")), raw=raw,
+            modality=raw.get("modality"), modality_params=raw.get("modality_params"),
         )
 
 
@@ -190,6 +194,9 @@ class Model:
     created_at: datetime
     raw: dict[str, Any] = field(repr=False, compare=False)
     _client: ClientCalls = field(repr=False, compare=False)
+    modality: Modality | None = None  # None from a server older than modalities
+    modality_params: dict[str, Any] = field(default_factory=dict)  # image: channels, size, invert; vector: features, ...
+    max_classes: int | None = None  # the most classes a support set may have (classification)
 
     @classmethod
     def parse(cls, raw: dict[str, Any], client: ClientCalls) -> Model:
@@ -199,6 +206,8 @@ class Model:
             output_dim=raw.get("output_dim"), accepts_images=raw.get("accepts_images", False), config=raw["config"],
             metrics=raw.get("metrics") or {}, training_tasks=raw.get("training_tasks") or {},
             splits=raw.get("splits"), created_at=_created(raw), raw=raw, _client=client,
+            modality=raw.get("modality"), modality_params=raw.get("modality_params") or {},
+            max_classes=raw.get("max_classes"),
         )
 
     def adapt(self, inputs: Inputs, labels: Sequence[Any], **options: Any) -> Task:
@@ -220,6 +229,7 @@ class Task:
     ready_at: datetime | None
     raw: dict[str, Any] = field(repr=False, compare=False)
     _client: ClientCalls = field(repr=False, compare=False)
+    conversions: list[str] = field(default_factory=list)  # support inputs converted (in the task adapt returned)
 
     @classmethod
     def parse(cls, raw: dict[str, Any], client: ClientCalls) -> Task:
@@ -227,6 +237,7 @@ class Task:
             id=raw["id"], model_id=raw["model_id"], status=raw["status"], labels=raw.get("labels"),
             support_size=raw["support_size"], options=raw.get("options") or {}, error=raw.get("error"),
             created_at=_created(raw), ready_at=_time(raw.get("ready_at")), raw=raw, _client=client,
+            conversions=raw.get("conversions") or [],
         )
 
     def predict(self, inputs: Inputs) -> Predictions:
@@ -265,10 +276,12 @@ class Predictions:
     probabilities: list[list[float]] | None
     labels: list[Any] | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    conversions: list[str] = field(default_factory=list)  # inputs converted to the model's modality
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Predictions:
-        return cls(raw["task_id"], raw["predictions"], raw.get("probabilities"), raw.get("labels"), raw)
+        return cls(raw["task_id"], raw["predictions"], raw.get("probabilities"), raw.get("labels"), raw,
+                   raw.get("conversions") or [])
 
     def __len__(self) -> int:
         return len(self.predictions)

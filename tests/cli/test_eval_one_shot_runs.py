@@ -3,6 +3,8 @@ the model never trained on, with a model trained by the real pipeline function."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -56,6 +58,13 @@ def test_fewshot_eval_one_shot_runs_prints_each_runs_error_and_the_mean(runs_dir
     assert [line.split(":")[0] for line in lines[:3]] == ["run01", "run02", "run03"]
     mean_error = float(lines[-1].split()[2].rstrip("%"))
     assert mean_error < 100 * (1 - 1 / 20) - 15  # chance error is 95%; a 30-step ProtoNet does far better
+
+    as_json = CliRunner().invoke(cli, ["eval", "one-shot-runs", str(runs_dir), model_id, "--data-dir", str(tmp_path),
+                                       "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    report = json.loads(as_json.output)  # the JSON alone: no per-run lines before it
+    assert report["model_id"] == model_id and [r["run"] for r in report["runs"]] == ["run01", "run02", "run03"]
+    assert report["mean_error"] == pytest.approx(mean_error / 100, abs=1e-4)  # the same runs, the same model
 
     missing = CliRunner().invoke(cli, ["eval", "one-shot-runs", str(runs_dir), "mdl_nope", "--data-dir", str(tmp_path)])
     assert missing.exit_code == 2 and "no model mdl_nope" in missing.output

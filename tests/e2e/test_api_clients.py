@@ -123,3 +123,30 @@ def test_keys_create_says_which_database_it_wrote_to(tmp_path):
                              capture_output=True, text=True, timeout=60)
     created = json.loads(as_json.stdout)
     assert created["key"].startswith("fsk_") and created["database"].endswith(str(tmp_path / "d" / "fewshot.db"))
+
+
+def test_keys_revoke_and_db_upgrade_print_json(tmp_path):
+    """The database commands' --json is all that stdout holds, so a script can parse it; no server needed."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import make_url
+
+    from store.schema import alembic_config
+    from store.settings import Settings
+
+    env = {**{k: v for k, v in os.environ.items() if k != "REDIS_URL"}, "FEWSHOT_DATA_DIR": str(tmp_path)}
+
+    def fewshot(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([FEWSHOT, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    upgraded = fewshot("db", "upgrade", "--json")
+    assert upgraded.returncode == 0, upgraded.stderr
+    database = make_url(Settings(data_dir=tmp_path).sqlalchemy_url).render_as_string(hide_password=True)
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert json.loads(upgraded.stdout) == {"database": database, "revision": head}
+
+    key_id = json.loads(fewshot("keys", "create", "--json").stdout)["key_id"]
+    revoked = fewshot("keys", "revoke", key_id, "--json")
+    assert revoked.returncode == 0, revoked.stderr
+    assert json.loads(revoked.stdout) == {"key_id": key_id, "revoked": True}
+    again = fewshot("keys", "revoke", key_id, "--json")
+    assert again.returncode == 2 and again.stdout == "" and "no live key" in again.stderr

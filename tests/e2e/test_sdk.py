@@ -95,6 +95,7 @@ def test_a_whole_flow_from_upload_to_export_and_delete(served_api: Served, tmp_p
     dataset = fs.datasets.upload(archive, name="shapes", image_size=28, invert=False)
     assert dataset.id.startswith("ds_") and dataset.input_shape == [1, 28, 28] and dataset.name == "shapes"
     assert fs.datasets.get(dataset.id).summary == dataset.summary
+    assert dataset.modality == "image" and dataset.modality_params == {"channels": 1, "size": 28, "invert": False}
 
     job = fs.jobs.create("maml", dataset.id, config=IMAGE_CONFIG)
     assert job.status == "queued" and job.progress.total_steps == 10
@@ -108,6 +109,7 @@ def test_a_whole_flow_from_upload_to_export_and_delete(served_api: Served, tmp_p
 
     model = fs.models.get(done.model_id)
     assert model.accepts_images and model.ways == 2 and model.output == "classification"
+    assert model.modality == "image" and model.modality_params == dataset.modality_params and model.max_classes == 2
     images = []
     for label, cls in (("bar-top", 0), ("bar-low", 5)):
         path = tmp_path / f"{label}.png"
@@ -119,6 +121,11 @@ def test_a_whole_flow_from_upload_to_export_and_delete(served_api: Served, tmp_p
     predictions = task.predict(queries)  # a PIL image and an array in the model's input shape
     assert len(predictions) == 2 and [p.label for p in predictions] == ["bar-top", "bar-low"]
     assert all(p.probability is not None and 0.5 <= p.probability <= 1.0 for p in predictions)
+    assert predictions.conversions == [] and task.conversions == []  # greyscale images for a greyscale model
+    tinted = np.asarray(Image.open(images[0]).convert("RGB")).copy()
+    tinted[..., 2] = (tinted[..., 2] * 0.9).astype(np.uint8)  # the white bar a little yellow: a colour image
+    coloured = fs.tasks.predict(task.id, [Image.fromarray(tinted)])
+    assert coloured.predictions == ["bar-top"] and "converted to greyscale" in coloured.conversions[0]
     assert fs.tasks.predict(task.id, [images[0]]).predictions == ["bar-top"]
     assert [t.id for t in fs.models.tasks(model.id)] == [task.id]
 

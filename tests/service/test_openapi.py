@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from service.openapi_export import openapi_schema, render
 
@@ -60,3 +61,32 @@ def test_the_sdk_calls_every_operation():
     for path, method, _ in _operations(openapi_schema()):
         if path.startswith("/v1/"):
             assert (method.upper(), path) in called, f"the SDK (client/fewshot_client) has no call for {method} {path}"
+
+
+def test_the_sdk_objects_type_every_field_the_api_returns():
+    """A field the API adds is a typed attribute of the SDK's object, not only in `raw`."""
+    import dataclasses
+
+    from fewshot_client import Checkpoint, Dataset, Job, JobEvent, Model, Predictions, Task
+
+    schemas = openapi_schema()["components"]["schemas"]
+    for cls in (Job, JobEvent, Checkpoint, Dataset, Model, Task, Predictions):
+        returned = set(schemas[f"{cls.__name__}Public"]["properties"]) - {"object"}
+        missing = returned - {f.name for f in dataclasses.fields(cls)}
+        assert not missing, f"fewshot_client.{cls.__name__} drops {sorted(missing)}"
+
+
+def test_the_sdk_parses_objects_from_a_server_without_the_newer_fields():
+    from fewshot_client import Dataset, Model, Predictions, Task
+
+    client: Any = object()
+    model = Model.parse({"id": "mdl_a", "job_id": "job_a", "algorithm": "maml", "dataset": "sinusoid",
+                         "input_shape": [1], "output": "regression", "config": {}, "created_at": "2026-01-01T00:00:00"},
+                        client)
+    assert (model.modality, model.modality_params, model.max_classes) == (None, {}, None)
+    dataset = Dataset.parse({"id": "sinusoid", "name": "sinusoid", "builtin": True, "format": "builtin",
+                             "output": "regression"})
+    assert (dataset.modality, dataset.modality_params) == (None, None)
+    task = Task.parse({"id": "tsk_a", "model_id": "mdl_a", "status": "ready", "support_size": 3,
+                       "created_at": "2026-01-01T00:00:00"}, client)
+    assert task.conversions == [] and Predictions.parse({"task_id": "tsk_a", "predictions": [0.5]}).conversions == []

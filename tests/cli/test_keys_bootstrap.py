@@ -63,7 +63,7 @@ def _run_init(data_dir: Path, **extra: str) -> list[str]:
 def test_init_script_migrates_then_prints_the_first_key_once(tmp_path, monkeypatch):
     monkeypatch.setenv("FEWSHOT_DATA_DIR", str(tmp_path))
     first = _run_init(tmp_path)
-    assert first[0] == "database schema is current"
+    assert first[0].startswith("database schema is current: ")
     key = first[-1]
     assert key.startswith("fsk_") and " " not in key
 

@@ -9,6 +9,7 @@ the runs under every combination of the options. Mean error % over the runs.
     python benchmarks/augmentation.py --smoke
     python benchmarks/augmentation.py --learner protonet --steps 1000
     python benchmarks/augmentation.py --learner finetune --steps 1000
+    python benchmarks/augmentation.py --ways 60 --steps 3000 --lr-decay-every 600 --augment on --name augmentation-protonet-60way
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--ways", type=int, default=20, help="training tasks' way (the runs are 20-way whatever this is)")
+    p.add_argument("--lr-decay-every", type=int, default=None, help="protonet: halve meta_lr every this many steps")
+    p.add_argument("--augment", choices=["both", "on", "off"], default="both")
+    p.add_argument("--name", default=None, help="results file name (default augmentation-<learner>)")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--omniglot", type=Path, default=DATASETS / "omniglot")
     args = p.parse_args()
@@ -57,11 +62,13 @@ def main() -> None:
     runs = read_runs(runs_dir)
     results: dict[str, Any] = {}
     started = time.time()
-    for augment in (False, True):
-        config = {"n_way": 20, "k_shot": 1, "k_query": 5, "meta_batch_size": 1, "steps": args.steps, "rotations": True,
+    for augment in {"both": (False, True), "on": (True,), "off": (False,)}[args.augment]:
+        config = {"n_way": args.ways, "k_shot": 1, "k_query": 5, "meta_batch_size": 1, "steps": args.steps, "rotations": True,
                   "split_by": "alphabet", "channels": args.channels, "meta_lr": 0.003, "augment": augment}
         if args.learner == "finetune":
             config |= {"batch_size": 64, "inner_steps": 50, "inner_lr": 0.4}
+        elif args.lr_decay_every:
+            config["lr_decay_every"] = args.lr_decay_every
         recipe = resolve(args.learner, "omniglot", config)
         tasks = build_tasks(recipe, DataSources(args.omniglot, cache))
         torch.manual_seed(0)
@@ -78,7 +85,8 @@ def main() -> None:
     wall = time.time() - started
     lines = [
         f"{args.learner}: {args.runs} one-shot runs (20-way 1-shot within one alphabet of {', '.join(test_alphabets)}, "
-        f"never trained on). Models: 20-way 1-shot tasks, 5 queries, {args.steps} steps, Conv4 {args.channels} channels, "
+        f"never trained on). Models: {args.ways}-way 1-shot tasks, 5 queries, meta_lr 0.003"
+        f"{f' halved every {args.lr_decay_every} steps' if args.lr_decay_every else ''}, {args.steps} steps, Conv4 {args.channels} channels, "
         f"rotations, split_by alphabet. Mean error % per adaptation option (tta 8: test_time_augmentation 8; norm: "
         f"feature_normalization). Wall time {wall / 60:.1f} min.",
         "",
@@ -86,7 +94,7 @@ def main() -> None:
         "|---|" + "---|" * (len(OPTIONS) + 1),
         *[f"| {k} | " + " | ".join(f"{r[o]:.1f}" for o in OPTIONS) + f" | {r['train_seconds']} |" for k, r in results.items()],
     ]
-    write_results(f"augmentation-{args.learner}" + ("-smoke" if args.smoke else ""),
+    write_results((args.name or f"augmentation-{args.learner}") + ("-smoke" if args.smoke else ""),
                   {"settings": vars(args) | {"omniglot": str(args.omniglot)}, "results": results}, "\n".join(lines) + "\n")
     print(f"wall time {wall:.0f} s")
 

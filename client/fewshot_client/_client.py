@@ -14,7 +14,7 @@ import httpx
 
 from fewshot_client._errors import APIConnectionError, WaitTimeout
 from fewshot_client._http import DEFAULT_TIMEOUT, Transport
-from fewshot_client._inputs import Inputs, encode_inputs
+from fewshot_client._inputs import Inputs, encode_inputs, float32_body
 from fewshot_client._objects import (
     Checkpoint,
     Dataset,
@@ -228,7 +228,15 @@ class Tasks(_Resource):
     def delete(self, task_id: str) -> None:
         self._http.request("DELETE", f"/v1/tasks/{task_id}")
 
-    def predict(self, task_id: str, inputs: Inputs) -> Predictions:
-        """Predictions in the support set's labels (with probabilities for classification)."""
-        raw = self._http.request("POST", f"/v1/tasks/{task_id}/predictions", json={"inputs": encode_inputs(inputs)})
+    def predict(self, task_id: str, inputs: Inputs, *, binary: bool = False) -> Predictions:
+        """Predictions in the support set's labels (with probabilities for classification).
+
+        binary=True sends numeric inputs (an array or nested lists of shape (n, *input_shape)) as one
+        raw float32 body (application/octet-stream) instead of JSON: fewer bytes and less of the
+        server's time per prediction; the answer is the same."""
+        path = f"/v1/tasks/{task_id}/predictions"
+        if binary:
+            raw = self._http.request("POST", path, content=float32_body(inputs), content_type="application/octet-stream")
+        else:
+            raw = self._http.request("POST", path, json={"inputs": encode_inputs(inputs)})
         return Predictions.parse(as_dict(raw))

@@ -42,13 +42,17 @@ class Transport:
 
     def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None,
                 files: Any = None, data: Mapping[str, str] | None = None, idempotency_key: str | None = None,
-                create: bool = False, safe: bool = True) -> Any:
-        """The decoded JSON answer (None for 204); raises APIError or APIConnectionError."""
+                create: bool = False, safe: bool = True, content: bytes | None = None,
+                content_type: str | None = None) -> Any:
+        """The decoded JSON answer (None for 204); raises APIError or APIConnectionError. `content` is a
+        raw body of `content_type`, sent instead of `json`."""
         headers: dict[str, str] = {}
         if create:
             headers["Idempotency-Key"] = idempotency_key or f"fewshot-sdk-{uuid.uuid4()}"
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         with self._send(method, path, params=params, json=json, files=files, data=data, headers=headers,
-                        safe=safe) as response:
+                        safe=safe, content=content) as response:
             response.read()
             return None if response.status_code == 204 or not response.content else response.json()
 
@@ -63,7 +67,7 @@ class Transport:
     @contextmanager
     def _send(self, method: str, path: str, *, headers: dict[str, str], safe: bool, timeout: httpx.Timeout | None = None,
               params: Mapping[str, Any] | None = None, json: Any = None, files: Any = None,
-              data: Mapping[str, str] | None = None) -> Iterator[httpx.Response]:
+              data: Mapping[str, str] | None = None, content: bytes | None = None) -> Iterator[httpx.Response]:
         url = self.base_url + path
         query = {k: v for k, v in (params or {}).items() if v is not None}
         for attempt in range(self.max_retries + 1):
@@ -73,7 +77,7 @@ class Transport:
                     if hasattr(payload, "seek"):
                         payload.seek(0)  # a retry sends the whole file again
             request = self.http.build_request(method, url, params=query, json=json, files=files, data=data,
-                                              headers=headers,
+                                              content=content, headers=headers,
                                               timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
             try:
                 response = self.http.send(request, stream=True)

@@ -69,6 +69,21 @@ def encode_input(item: Any) -> Any:
     raise TypeError(f"cannot send an input of type {type(item).__name__}: give numbers, arrays, images or image paths")
 
 
+def float32_body(inputs: Inputs) -> bytes:
+    """The inputs as one raw application/octet-stream body: float32, little-endian, one input after
+    another (the server splits the body by its model's input shape). Needs numpy."""
+    if isinstance(inputs, (str, bytes, os.PathLike)) or isinstance(inputs, ImageLike):
+        raise TypeError("binary inputs are numbers: give an array or nested lists of shape (n, *input_shape)")
+    try:
+        import numpy as np
+    except ImportError as exc:  # pragma: no cover - the `arrays` extra
+        raise ImportError("binary=True needs numpy: pip install 'fewshot-client[arrays]'") from exc
+    array = np.asarray(inputs.tolist() if isinstance(inputs, ArrayLike) else inputs, dtype="<f4")
+    if array.ndim < 2 or array.dtype.kind != "f":
+        raise TypeError("binary inputs need a batch axis: shape (n, *input_shape)")
+    return array.tobytes()
+
+
 def _is_file(text: str) -> bool:
     # a base64 PNG is long and has no path separator; a path is short enough for the file system
     return len(text) < 4096 and os.path.isfile(text)

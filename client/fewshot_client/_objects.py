@@ -28,7 +28,7 @@ class _ModelsCalls(Protocol):
 
 class _TasksCalls(Protocol):
     def get(self, task_id: str) -> Task: ...
-    def predict(self, task_id: str, inputs: Inputs) -> Predictions: ...
+    def predict(self, task_id: str, inputs: Inputs, *, binary: bool = False) -> Predictions: ...
 
 
 class ClientCalls(Protocol):
@@ -240,8 +240,9 @@ class Task:
             conversions=raw.get("conversions") or [],
         )
 
-    def predict(self, inputs: Inputs) -> Predictions:
-        return self._client.tasks.predict(self.id, inputs)
+    def predict(self, inputs: Inputs, *, binary: bool = False) -> Predictions:
+        """See Fewshot.tasks.predict: binary=True sends numeric inputs as raw float32."""
+        return self._client.tasks.predict(self.id, inputs, binary=binary)
 
     def refresh(self) -> Task:
         return self._client.tasks.get(self.id)

@@ -127,6 +127,13 @@ def test_a_whole_flow_from_upload_to_export_and_delete(served_api: Served, tmp_p
     coloured = fs.tasks.predict(task.id, [Image.fromarray(tinted)])
     assert coloured.predictions == ["bar-top"] and "converted to greyscale" in coloured.conversions[0]
     assert fs.tasks.predict(task.id, [images[0]]).predictions == ["bar-top"]
+    batch = np.stack([np.asarray(Image.open(p), dtype=np.float32)[None] / 255.0 for p in images])  # [2, 1, 28, 28]
+    raw = task.predict(batch, binary=True)  # one float32 octet-stream body
+    as_json = task.predict(batch)
+    assert raw.predictions == as_json.predictions == ["bar-top", "bar-low"]
+    assert np.allclose(raw.probabilities, as_json.probabilities, atol=1e-5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        task.predict([str(images[0])], binary=True)  # binary bodies are numbers, not files
     assert [t.id for t in fs.models.tasks(model.id)] == [task.id]
 
     weights = fs.models.export(model.id, tmp_path / "model.safetensors")

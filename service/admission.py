@@ -132,6 +132,8 @@ class Admission:
             lease, held = shared.take(tenant, self.per_tenant)
         except redis.RedisError:
             log.warning("tenant admission counted in this process: Redis did not answer", exc_info=True)
+            lease, held = "", -1
+        if held < 0:  # outside the except clause: the request's own errors do not chain to Redis's
             with self._slot(tenant, self.per_tenant, self._tenant_refusal):
                 yield
             return

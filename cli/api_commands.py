@@ -446,7 +446,10 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (key_..
     if not revoked:
         raise typer.BadParameter(f"no live key {key_id!r}")
     cache_events.publish(settings.redis_url, "keys")
-    print_json({"key_id": key_id, "revoked": True}) if as_json else typer.echo(f"key {key_id} revoked")
+    if as_json:
+        print_json({"key_id": key_id, "revoked": True})
+    else:
+        typer.echo(f"key {key_id} revoked")
 
 
 def register(cli: typer.Typer) -> None:

@@ -78,8 +78,11 @@ def float32_body(inputs: Inputs) -> bytes:
         import numpy as np
     except ImportError as exc:  # pragma: no cover - the `arrays` extra
         raise ImportError("binary=True needs numpy: pip install 'fewshot-client[arrays]'") from exc
-    array = np.asarray(inputs.tolist() if isinstance(inputs, ArrayLike) else inputs, dtype="<f4")
-    if array.ndim < 2 or array.dtype.kind != "f":
+    try:
+        array = np.asarray(inputs.tolist() if isinstance(inputs, ArrayLike) else inputs, dtype="<f4")
+    except (TypeError, ValueError) as exc:  # strings (image paths, base64), ragged lists
+        raise TypeError(f"binary inputs are numbers of one shape (n, *input_shape): {exc}") from None
+    if array.ndim < 2:
         raise TypeError("binary inputs need a batch axis: shape (n, *input_shape)")
     return array.tobytes()
 

@@ -89,7 +89,10 @@ class Child:
         log.info("started %s (pid %d), log in %s", self.name, self.process.pid, self.log_path)
         pid_file = self.log_path.parent.parent / "run" / f"{self.name.replace(' ', '-')}.pid"
         pid_file.parent.mkdir(parents=True, exist_ok=True)
-        pid_file.write_text(f"{self.process.pid}\n")  # for operators (and tests) to find it
+        # For operators (and tests) to find it; a rename, so that a reader never sees the file empty.
+        partial = pid_file.with_suffix(".pid.tmp")
+        partial.write_text(f"{self.process.pid}\n")
+        partial.replace(pid_file)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Debian packages the test suite drives, installed when missing (sourced by scripts/test):
+# The Debian packages the test suite drives, installed when missing (run by scripts/test):
 # chromium (the console's browser tests, tests/e2e/test_console.py) and docker-compose
 # (tests/test_compose.py parses docker-compose.yml with it; no Docker engine is needed).
 missing=()

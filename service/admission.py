@@ -19,10 +19,11 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, contextmanager
 
 import redis
+from starlette.concurrency import run_in_threadpool
 
 from service.errors import ApiError, TooManyRequests, Unavailable
 
@@ -80,11 +81,6 @@ class SharedTenantSlots:
     def give_back(self, tenant: str, lease: str) -> None:
         self._redis.zrem(self._key(tenant), lease)
 
-    def held(self, tenant: str) -> int:
-        key = self._key(tenant)
-        self._redis.zremrangebyscore(key, "-inf", time.time())
-        return int(self._redis.zcard(key))
-
 
 class Admission:
     """Adaptations in flight: counted in this process, and per tenant in `shared` when given (see
@@ -113,11 +109,41 @@ class Admission:
             retry_after=RETRY_AFTER_S,
         ))
 
-    def tenant_slot(self, tenant: str) -> AbstractContextManager[None]:
-        """One of the tenant's slots, held inside the block; 429 `too_many_adaptations` when none is free."""
-        if self.shared is not None and self.per_tenant:
-            return self._shared_slot(tenant, self.shared)
-        return self._slot(tenant, self.per_tenant, self._tenant_refusal)
+    def tenant_slot(self, tenant: str) -> AbstractAsyncContextManager[None]:
+        """One of the tenant's slots, held inside the block; 429 `too_many_adaptations` when none is free.
+        Async: the Redis calls of shared slots run in the thread pool, never on the event loop."""
+        return self._tenant_slot(tenant)
+
+    @asynccontextmanager
+    async def _tenant_slot(self, tenant: str) -> AsyncIterator[None]:
+        lease = await run_in_threadpool(self._take_shared, tenant) if self.shared is not None and self.per_tenant else None
+        if lease is None:  # no Redis, no bound, or Redis did not answer: counted in this process
+            with self._slot(tenant, self.per_tenant, self._tenant_refusal):
+                yield
+            return
+        try:
+            yield
+        finally:
+            await run_in_threadpool(self._give_back_shared, tenant, lease)
+
+    def _take_shared(self, tenant: str) -> str | None:
+        """The lease of a shared slot; None when Redis does not answer. Raises the 429 over the bound."""
+        assert self.shared is not None
+        try:
+            lease, held = self.shared.take(tenant, self.per_tenant)
+        except redis.RedisError:
+            log.warning("tenant admission counted in this process: Redis did not answer", exc_info=True)
+            return None
+        if lease is None:
+            raise self._tenant_refusal(held)
+        return lease
+
+    def _give_back_shared(self, tenant: str, lease: str) -> None:
+        assert self.shared is not None
+        try:
+            self.shared.give_back(tenant, lease)
+        except redis.RedisError:  # the lease ends by itself
+            log.warning("a tenant's admission slot not given back: Redis did not answer", exc_info=True)
 
     def _tenant_refusal(self, held: int) -> ApiError:
         return TooManyAdaptations(
@@ -125,27 +151,6 @@ class Admission:
             f"(FEWSHOT_MAX_INFLIGHT_ADAPTATIONS_PER_TENANT={self.per_tenant}); retry in {RETRY_AFTER_S} s",
             retry_after=RETRY_AFTER_S,
         )
-
-    @contextmanager
-    def _shared_slot(self, tenant: str, shared: SharedTenantSlots) -> Iterator[None]:
-        try:
-            lease, held = shared.take(tenant, self.per_tenant)
-        except redis.RedisError:
-            log.warning("tenant admission counted in this process: Redis did not answer", exc_info=True)
-            lease, held = "", -1
-        if held < 0:  # outside the except clause: the request's own errors do not chain to Redis's
-            with self._slot(tenant, self.per_tenant, self._tenant_refusal):
-                yield
-            return
-        if lease is None:
-            raise self._tenant_refusal(held)
-        try:
-            yield
-        finally:
-            try:
-                shared.give_back(tenant, lease)
-            except redis.RedisError:  # the lease ends by itself
-                log.warning("a tenant's admission slot not given back: Redis did not answer", exc_info=True)
 
     @contextmanager
     def _slot(self, holder: str | None, bound: int, refusal: Callable[[int], ApiError]) -> Iterator[None]:

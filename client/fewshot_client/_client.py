@@ -234,9 +234,7 @@ class Tasks(_Resource):
         binary=True sends numeric inputs (an array or nested lists of shape (n, *input_shape)) as one
         raw float32 body (application/octet-stream) instead of JSON: fewer bytes and less of the
         server's time per prediction; the answer is the same."""
-        if binary:
-            raw = self._http.request("POST", f"/v1/tasks/{task_id}/predictions", content=float32_body(inputs),
-                                     content_type="application/octet-stream")
-        else:
-            raw = self._http.request("POST", f"/v1/tasks/{task_id}/predictions", json={"inputs": encode_inputs(inputs)})
+        body: dict[str, Any] = ({"content": float32_body(inputs), "content_type": "application/octet-stream"} if binary
+                                else {"json": {"inputs": encode_inputs(inputs)}})
+        raw = self._http.request("POST", f"/v1/tasks/{task_id}/predictions", **body)
         return Predictions.parse(as_dict(raw))

@@ -79,7 +79,7 @@ def float32_body(inputs: Inputs) -> bytes:
     except ImportError as exc:  # pragma: no cover - the `arrays` extra
         raise ImportError("binary=True needs numpy: pip install 'fewshot-client[arrays]'") from exc
     try:
-        array = np.asarray(inputs.tolist() if isinstance(inputs, ArrayLike) else inputs, dtype="<f4")
+        array = np.asarray(inputs, dtype="<f4")  # an array is converted in place of a round trip through lists
     except (TypeError, ValueError) as exc:  # strings (image paths, base64), ragged lists
         raise TypeError(f"binary inputs are numbers of one shape (n, *input_shape): {exc}") from None
     if array.ndim < 2:

@@ -196,7 +196,7 @@ async def create_task(
     with admission.process_slot():
         tenant = await run_in_threadpool(authenticate_briefly, request)
         marks.append(("auth", time.perf_counter()))
-        with admission.tenant_slot(tenant):
+        async with admission.tenant_slot(tenant):
             new = _NewTask(request, model_id, body, tenant, idempotency_key, new_id("tsk"))
             waiter: AdaptationWaiter = state.adaptation_waiter
             announced = await waiter.expect(new.task_id) if body.wait else None  # before the send

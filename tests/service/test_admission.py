@@ -5,7 +5,6 @@ exception, and the waiter that hears the adapt worker's announcements on a real 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 import redis
@@ -25,58 +24,79 @@ REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 def test_slots_are_bounded_per_process_and_per_tenant_and_given_back():
-    admission = Admission(per_process=3, per_tenant=2)
-    with admission.process_slot(), admission.tenant_slot("a"), admission.process_slot(), admission.tenant_slot("a"):
-        with pytest.raises(TooManyAdaptations) as too_many:
-            with admission.tenant_slot("a"):
-                pass
-        assert too_many.value.status == 429 and too_many.value.retry_after >= 1
-        with admission.process_slot(), admission.tenant_slot("b"):  # another tenant still gets in
-            with pytest.raises(Overloaded) as overloaded:
+    async def scenario() -> None:
+        admission = Admission(per_process=3, per_tenant=2)
+        with admission.process_slot(), admission.process_slot():
+            async with admission.tenant_slot("a"), admission.tenant_slot("a"):
+                with pytest.raises(TooManyAdaptations) as too_many:
+                    async with admission.tenant_slot("a"):
+                        pass
+                assert too_many.value.status == 429 and too_many.value.retry_after >= 1
                 with admission.process_slot():
-                    pass
-            assert overloaded.value.status == 503 and overloaded.value.code == "overloaded"
-    assert admission.in_flight == 0 and admission.by_tenant == {}
-    with pytest.raises(RuntimeError):  # a failing request gives its slots back too
-        with admission.process_slot(), admission.tenant_slot("a"):
-            raise RuntimeError
-    assert admission.in_flight == 0 and admission.by_tenant == {}
-    unbounded = Admission(per_process=0, per_tenant=0)
-    with unbounded.process_slot(), unbounded.tenant_slot("a"), unbounded.process_slot(), unbounded.tenant_slot("a"):
-        assert unbounded.in_flight == 2
+                    async with admission.tenant_slot("b"):  # another tenant still gets in
+                        with pytest.raises(Overloaded) as overloaded:
+                            with admission.process_slot():
+                                pass
+                        assert overloaded.value.status == 503 and overloaded.value.code == "overloaded"
+        assert admission.in_flight == 0 and admission.by_tenant == {}
+        with pytest.raises(RuntimeError):  # a failing request gives its slots back too
+            with admission.process_slot():
+                async with admission.tenant_slot("a"):
+                    raise RuntimeError
+        assert admission.in_flight == 0 and admission.by_tenant == {}
+        unbounded = Admission(per_process=0, per_tenant=0)
+        with unbounded.process_slot(), unbounded.process_slot():
+            async with unbounded.tenant_slot("a"), unbounded.tenant_slot("a"):
+                assert unbounded.in_flight == 2
+
+    asyncio.run(scenario())
+
+
+def _held_in_redis(tenant: str) -> int:
+    return int(redis.Redis.from_url(REDIS_URL).zcard(f"fewshot:admission:{tenant}"))
 
 
 def test_a_tenants_bound_holds_across_api_processes_through_redis():
     """Two API processes (two Admissions on one Redis): the tenant's slots are counted once for both,
     given back when a request ends, and a dead process's leases end by themselves."""
-    redis.Redis.from_url(REDIS_URL).delete("fewshot:admission:a", "fewshot:admission:b")
-    first, second = (Admission(per_process=10, per_tenant=2, shared=SharedTenantSlots(REDIS_URL, 60)) for _ in range(2))
-    with first.tenant_slot("a"), second.tenant_slot("a"):
-        for process in (first, second):
-            with pytest.raises(TooManyAdaptations) as refused, process.tenant_slot("a"):
+    async def scenario() -> None:
+        first, second = (Admission(per_process=10, per_tenant=2, shared=SharedTenantSlots(REDIS_URL, 60)) for _ in range(2))
+        async with first.tenant_slot("a"), second.tenant_slot("a"):
+            for process in (first, second):
+                with pytest.raises(TooManyAdaptations) as refused:
+                    async with process.tenant_slot("a"):
+                        pass
+                assert "2 adaptations in flight" in refused.value.message
+            async with second.tenant_slot("b"):  # another tenant still gets in
                 pass
-            assert "2 adaptations in flight" in refused.value.message
-        with second.tenant_slot("b"):  # another tenant still gets in
+        async with first.tenant_slot("a"), second.tenant_slot("a"):  # both given back
             pass
-    with first.tenant_slot("a"), second.tenant_slot("a"):  # both given back
-        pass
-    assert SharedTenantSlots(REDIS_URL, 60).held("a") == 0
-    dying = SharedTenantSlots(REDIS_URL, lease_seconds=0.3)
-    assert dying.take("a", 2)[0] and dying.take("a", 2)[0]  # a process that dies holding both
-    with pytest.raises(TooManyAdaptations), first.tenant_slot("a"):
-        pass
-    time.sleep(0.4)
-    with first.tenant_slot("a"), second.tenant_slot("a"):  # their leases have ended
-        pass
+        assert _held_in_redis("a") == 0 and first.by_tenant == second.by_tenant == {}
+        dying = SharedTenantSlots(REDIS_URL, lease_seconds=0.3)
+        assert dying.take("a", 2)[0] and dying.take("a", 2)[0]  # a process that dies holding both
+        with pytest.raises(TooManyAdaptations):
+            async with first.tenant_slot("a"):
+                pass
+        await asyncio.sleep(0.4)
+        async with first.tenant_slot("a"), second.tenant_slot("a"):  # their leases have ended
+            pass
+
+    redis.Redis.from_url(REDIS_URL).delete("fewshot:admission:a", "fewshot:admission:b")
+    asyncio.run(scenario())
 
 
 def test_a_tenants_slots_are_counted_in_the_process_when_redis_does_not_answer():
-    port = free_port()  # nothing listens there
-    admission = Admission(per_process=10, per_tenant=1, shared=SharedTenantSlots(f"redis://127.0.0.1:{port}/0", 60))
-    with admission.tenant_slot("a"):
-        with pytest.raises(TooManyAdaptations), admission.tenant_slot("a"):
-            pass
-    assert admission.by_tenant == {}
+    async def scenario() -> None:
+        port = free_port()  # nothing listens there
+        admission = Admission(per_process=10, per_tenant=1, shared=SharedTenantSlots(f"redis://127.0.0.1:{port}/0", 60))
+        async with admission.tenant_slot("a"):
+            assert admission.by_tenant == {"a": 1}
+            with pytest.raises(TooManyAdaptations):
+                async with admission.tenant_slot("a"):
+                    pass
+        assert admission.by_tenant == {}
+
+    asyncio.run(scenario())
 
 
 def test_saturation_and_failures_are_json_errors_with_retry_after():
@@ -95,9 +115,9 @@ def test_saturation_and_failures_are_json_errors_with_retry_after():
         raise errors[what]
 
     @app.get("/admit")
-    def admit() -> None:
-        with admission.process_slot(), admission.tenant_slot("t"):
-            with admission.tenant_slot("t"):
+    async def admit() -> None:
+        with admission.process_slot():
+            async with admission.tenant_slot("t"), admission.tenant_slot("t"):
                 pass
 
     with TestClient(app, raise_server_exceptions=False) as c:

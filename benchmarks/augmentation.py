@@ -30,9 +30,9 @@ from models.recipe import DataSources, build_tasks, resolve
 from models.training import meta_train
 
 OPTIONS: dict[str, AdaptOptions] = {
-    "plain": AdaptOptions(),
+    "plain": AdaptOptions(test_time_augmentation=0),  # explicit: the Omniglot recipe turns 8 views on by default
     "tta 8": AdaptOptions(test_time_augmentation=8),
-    "norm": AdaptOptions(feature_normalization=True),
+    "norm": AdaptOptions(test_time_augmentation=0, feature_normalization=True),
     "tta 8 + norm": AdaptOptions(test_time_augmentation=8, feature_normalization=True),
 }
 

@@ -4,7 +4,9 @@ time, drawn from the progress events a real job records (the numbers the console
 Each recipe runs as a job through the worker's pipeline function (`"config": {}` unless
 --steps shortens it), in a scratch data directory; its `progress` events (step, elapsed_s,
 training metrics, val_* with their 95% CI) become a PNG (matplotlib: the `bench` extra) and a
-JSON of the points under benchmarks/results/curves-<algorithm>-<dataset>.*.
+JSON of the points under benchmarks/results/curves-<algorithm>-<dataset>.*. An Omniglot recipe's
+model is also scored on one-shot runs (Lake et al.'s format, 20-way 1-shot within one alphabet)
+built from the alphabets its job held out as meta-test, with and without test-time augmentation.
 
     python benchmarks/curves.py --smoke
     python benchmarks/curves.py --recipes maml:sinusoid              # the default recipe, 2,000 steps
@@ -21,10 +23,14 @@ from typing import Any
 
 from reporting import DATASETS, RESULTS, setup, write_results
 
+from models.learners import AdaptOptions
+from models.one_shot_runs import build_runs, read_runs, run_error
 from models.recipe import resolve
-from store.db import Job, JobEvent, init_db, session_scope
+from store.db import Job, JobEvent, Model, init_db, session_scope
 from store.settings import Settings
-from workers.pipelines import train_job
+from workers.pipelines import model_learner, train_job
+
+RUNS_OPTIONS = {"plain": AdaptOptions(test_time_augmentation=0), "tta 8": AdaptOptions(test_time_augmentation=8)}
 
 
 def main() -> None:
@@ -34,6 +40,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--omniglot", type=Path, default=DATASETS / "omniglot")
+    p.add_argument("--runs", type=int, default=20, help="one-shot runs scored for an Omniglot recipe")
     args = p.parse_args()
     setup(args.threads)
     scratch = Path(tempfile.mkdtemp(prefix="fewshot-curves-"))
@@ -66,6 +73,7 @@ def main() -> None:
         name = f"curves-{algorithm}-{dataset}" + ("-smoke" if args.smoke else "")
         drawn = plot(points, recipe_name, RESULTS / f"{name}.png")
         metrics = final.get("metrics", {})
+        runs = one_shot_runs(settings, model_id, args.omniglot, 2 if args.smoke else args.runs) if dataset == "omniglot" else {}
         lines = [
             f"{recipe_name}, config {config or '{}'} ({recipe.training.steps} steps, validation every "
             f"{recipe.training.eval_every} on {recipe.training.val_episodes} meta-val tasks). Wall time {wall / 60:.1f} min.",
@@ -73,11 +81,30 @@ def main() -> None:
             f"Final (kept: {metrics.get('kept')} at step {metrics.get('kept_step')}): "
             + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float)),
             "",
+            *([f"One-shot runs ({runs['runs']} runs of 20-way 1-shot within one held-out alphabet: "
+               f"{', '.join(runs['alphabets'])}), mean error %: "
+               + ", ".join(f"{k} {v:.2f}" for k, v in runs["error_percent"].items()), ""] if runs else []),
             f"![learning curves]({name}.png)" if drawn else "(matplotlib not installed: no PNG)",
         ]
         write_results(name, {"recipe": recipe_name, "config": config, "wall_seconds": round(wall), "final": metrics,
-                             "points": points}, "\n".join(lines) + "\n")
-        print(recipe_name, f"{wall:.0f} s", metrics, flush=True)
+                             "one_shot_runs": runs, "points": points}, "\n".join(lines) + "\n")
+        print(recipe_name, f"{wall:.0f} s", metrics, runs.get("error_percent", ""), flush=True)
+
+
+def one_shot_runs(settings: Settings, model_id: str, omniglot: Path, n_runs: int) -> dict[str, Any]:
+    """Mean error of the stored model on one-shot runs built from its meta-test alphabets (adapted
+    and queried through the learner the adapt worker loads), per adaptation option."""
+    with session_scope(settings.sqlalchemy_url) as session:
+        model = session.get(Model, model_id)
+        assert model is not None and model.splits is not None
+        learner = model_learner(model, settings)
+        test = model.splits["test"]["names"]
+    alphabets = sorted({name.split("/")[0] for name in test})
+    runs_dir = Path(tempfile.mkdtemp(prefix="fewshot-curves-runs-"))
+    build_runs(omniglot, runs_dir, alphabets, n_runs=n_runs)
+    runs = read_runs(runs_dir)
+    errors = {k: 100 * sum(run_error(learner, run, o) for run in runs) / len(runs) for k, o in RUNS_OPTIONS.items()}
+    return {"runs": len(runs), "alphabets": alphabets, "error_percent": {k: round(v, 2) for k, v in errors.items()}}
 
 
 def plot(points: list[dict[str, Any]], title: str, path: Path) -> bool:

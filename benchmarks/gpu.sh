@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The speed comparison on a CUDA device, in under 8 minutes (issue 8): meta-training (ours against
-# learn2learn and higher, the floor; loop against vmap) and the latency of adapting one task.
+# The speed comparison on a CUDA device, in under 10 minutes (issues 8 and 15): meta-training (ours
+# against learn2learn and higher, the floor; loop against vmap), the latency of adapting one task,
+# bursts of adaptations with the workers on the device (batched against one task a message; the
+# loop against the vmap over tasks), and hot predictions over HTTP (the API predicts on the CPU:
+# its figure is the machine's cores, beside the device's workers).
 # Writes benchmarks/results/gpu-*.{md,json} (and copies them to $OUT when set, for the device tool).
 #
 #   benchmarks/gpu.sh                 # CUDA device 0, the issue's setting (meta-batch 32)
@@ -27,5 +30,7 @@ if [ -d ../shared/datasets/omniglot ]; then
 else
   echo "== meta_batch_modes skipped: no ../shared/datasets/omniglot"
 fi
-if [ -n "${OUT:-}" ]; then cp benchmarks/results/gpu-*.md benchmarks/results/gpu-*.json "$OUT"/ 2>/dev/null || true; fi
+step benchmarks/adaptation_burst.py --device "$DEVICE" --repeats 1 --name gpu-adaptation_burst
+step benchmarks/http_predictions.py --seconds 5 --repeats 1 --tasks 1000 --levels 10,1000 --no-locust --name gpu-http_predictions
+if [ -n "${OUT:-}" ]; then cp benchmarks/results/gpu-*.md benchmarks/results/gpu-*.json benchmarks/results/gpu-*.png "$OUT"/ 2>/dev/null || true; fi
 echo "results: benchmarks/results/gpu-*.md"

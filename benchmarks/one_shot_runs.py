@@ -10,6 +10,7 @@ for orientation.
     python benchmarks/one_shot_runs.py --smoke
     python benchmarks/one_shot_runs.py                 # the CPU budget of RESULTS.md
     python benchmarks/one_shot_runs.py --steps 20000   # longer
+    python benchmarks/one_shot_runs.py --learners maml --steps 6000 --augment on --name one_shot_runs-maml-budget
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--omniglot", type=Path, default=DATASETS / "omniglot")
+    p.add_argument("--augment", choices=["default", "on", "off"], default="default",
+                   help="the augment key (default: the recipe's, on for protonet)")
+    p.add_argument("--name", default="one_shot_runs", help="results file name")
     args = p.parse_args()
     if args.smoke:
         args.steps, args.runs, args.channels = 3, 2, 8
@@ -77,7 +81,7 @@ def main() -> None:
     lines = [
         f"{args.runs} runs of 20-way 1-shot classification within one alphabet ({', '.join(test_alphabets)}, never trained on), "
         f"in Lake et al.'s format, scored by `fewshot eval one-shot-runs`. Models: 20-way, {args.steps} steps of one "
-        f"1-shot task (5 queries per class), Conv4 {args.channels} channels, rotations, on "
+        f"1-shot task (5 queries per class), Conv4 {args.channels} channels, rotations, augment {args.augment}, on "
         f"{', '.join(train_alphabets)}. Wall time {wall / 60:.1f} min.",
         "",
         "| model | mean error % | train s |",
@@ -86,7 +90,7 @@ def main() -> None:
         "",
         f"For orientation only: {REFERENCES}.",
     ]
-    write_results("one_shot_runs", {"settings": vars(args) | {"omniglot": str(args.omniglot)}, "test_alphabets": test_alphabets,
+    write_results(args.name, {"settings": vars(args) | {"omniglot": str(args.omniglot)}, "test_alphabets": test_alphabets,
                                     "wall_seconds": round(wall), "results": results}, "\n".join(lines) + "\n")
     print(f"wall time {wall:.0f} s")
 
@@ -96,6 +100,10 @@ def train(algorithm: str, settings: Settings, args: argparse.Namespace) -> str:
               "split_by": "alphabet", "channels": args.channels, "meta_lr": 0.003, "eval_episodes": 20}
     if algorithm in ("maml", "metasgd", "anil"):
         config |= {"inner_lr": 0.4, "adapt_steps": 3}
+    if algorithm == "finetune":  # as benchmarks/augmentation.py: pretraining batches, a head fitted per task
+        config |= {"batch_size": 64, "inner_steps": 50, "inner_lr": 0.4}
+    if args.augment != "default":
+        config["augment"] = args.augment == "on"
     recipe = resolve(algorithm, "omniglot", config)
     with session_scope(settings.sqlalchemy_url) as session:
         job = Job(algorithm=algorithm, dataset="omniglot", config=recipe.to_json(), total_steps=recipe.training.steps)

@@ -8,6 +8,7 @@ a meta-batch must have the same support and query shapes (same ways, shots and q
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,7 +17,7 @@ from models.episodes import Episode
 from models.vmap_state import IN_VMAP as _IN_VMAP
 from models.vmap_state import in_vmap
 
-__all__ = ["TaskOutputs", "in_vmap", "stack_episodes", "vmap_query_outputs"]
+__all__ = ["TaskOutputs", "in_vmap", "stack_episodes", "vmap_query_outputs", "vmap_tasks"]
 
 TaskOutputs = Callable[[Tensor, Tensor, Tensor], Tensor]  # (support_x, support_y, query_x) -> query outputs
 
@@ -39,8 +40,14 @@ def stack_episodes(episodes: list[Episode]) -> Episode:
 
 def vmap_query_outputs(task_outputs: TaskOutputs, batch: Episode) -> Tensor:
     """task_outputs over the tasks of a stacked batch at once: [T, n_query, out]."""
+    return vmap_tasks(task_outputs, batch.support_x, batch.support_y, batch.query_x)
+
+
+def vmap_tasks(fn: Callable[..., Any], *stacked: Tensor) -> Any:
+    """torch.func.vmap(fn) over the leading task dimension of `stacked`, with in_vmap() true
+    inside, so that the inner loop and batch norm take their torch.func-safe paths."""
     token = _IN_VMAP.set(True)
     try:
-        return torch.func.vmap(task_outputs)(batch.support_x, batch.support_y, batch.query_x)
+        return torch.func.vmap(fn)(*stacked)
     finally:
         _IN_VMAP.reset(token)

@@ -43,3 +43,16 @@ def parse(message: bytes | str) -> str | None:
         return None
     task_id = data.get("task_id") if isinstance(data, dict) else None
     return task_id if isinstance(task_id, str) else None
+
+
+def announce_many(redis_url: str | None, statuses: dict[str, str]) -> None:
+    """announce each (task_id, status) of a batch, in one round trip; best effort."""
+    if not redis_url or not statuses:
+        return
+    try:
+        pipe = _client(redis_url).pipeline(transaction=False)
+        for task_id, status in statuses.items():
+            pipe.publish(CHANNEL, json.dumps({"task_id": task_id, "status": status}))
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("%d adaptations not announced (%s: %s)", len(statuses), type(exc).__name__, exc)

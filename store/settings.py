@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     # system after every use (mallopt M_MMAP_THRESHOLD and M_TRIM_THRESHOLD): a second-order
     # meta-step took 18,000 page faults and 7% more CPU without it (benchmarks/RESULTS.md).
     malloc_tuned: bool = True
+    # An adapt worker that takes a task adapts up to adapt_batch_max of its model's waiting tasks
+    # (1: one task a message), adapt_chunk at a time through one call of the learner's adapt_many,
+    # recording and announcing each chunk as it ends (workers/pipelines.adapt_tasks). On the CPU the
+    # MAML family's adapt_many is a loop, so a small chunk answers a burst's first tasks sooner at
+    # no cost; on CUDA its vmap over a chunk is the gain, so raise adapt_chunk there.
+    adapt_batch_max: int = Field(default=64, ge=1, le=1024)
+    adapt_chunk: int = Field(default=8, ge=1, le=1024)
     # How long POST /v1/models/{id}/tasks waits for the worker's adaptation before 202.
     adapt_wait_seconds: float = 30.0
     # Adaptations in flight (admitted, not yet answered) per API process and per tenant; over

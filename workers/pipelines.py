@@ -16,11 +16,12 @@ from sqlalchemy import CursorResult, select, update
 from models.checkpoint import capture, restore
 from models.device import resolve_device
 from models.episodes import ProblemSpec, TaskFamily
-from models.learners import LEARNERS, AdaptOptions, Learner, build_learner, load_learner
+from models.learners import LEARNERS, AdaptOptions, AdaptRequest, Learner, Params, build_learner, load_learner
 from models.multitask.evaluation import training_task_metrics
 from models.multitask.families import MultiTaskFamily
 from models.recipe import DataSources, Recipe, build_tasks, resolve
 from models.training import TrainingDiverged, Validation, evaluate, meta_train
+from store.adaptation_claims import Claims, ClaimsUnavailable
 from store.artifacts import (
     ArtifactStore,
     artifact_store,
@@ -234,7 +235,8 @@ def _evaluate(learner: Learner, tasks: Any, recipe: Recipe) -> dict[str, Any]:
     metrics: dict[str, Any] = dict(evaluate(learner, tasks, cfg.eval_episodes, cfg.seed, split).to_json())
     metrics["evaluated_on"] = split
     if learner.spec.output == "regression" and learner.zero_steps_is_unadapted:
-        unadapted = evaluate(learner, tasks, cfg.eval_episodes, cfg.seed, split, options=AdaptOptions(inner_steps=0))
+        unadapted = evaluate(learner, tasks, cfg.eval_episodes, cfg.seed, split,
+                             options=AdaptOptions(inner_steps=0, test_time_augmentation=0))
         metrics["mse_unadapted"] = unadapted.mean
     metrics.update(training_task_metrics(learner, tasks, examples=1000, seed=cfg.seed))
     return metrics
@@ -342,44 +344,143 @@ def check_adapted(learner: Learner, phi: dict[str, torch.Tensor], support_x: tor
 
 
 def adapt_task(task_id: str, settings: Settings) -> str:
-    """Adapt the task's model to its stored support set; returns the task's final status."""
+    """adapt_tasks, and the final status of `task_id` ("adapting" while another batch holds it)."""
+    return adapt_tasks(task_id, settings).get(task_id, "adapting")
+
+
+Settled = Callable[[dict[str, str]], None]  # told the statuses of each chunk's tasks once they are recorded
+
+
+def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None) -> dict[str, str]:
+    """Adapt the task's model to its stored support set, and in the same batch the model's other
+    tasks waiting to adapt (up to settings.adapt_batch_max in all, oldest first, each claimed in
+    Redis: store/adaptation_claims.py). The batch runs in chunks of settings.adapt_chunk tasks,
+    each through one call of the learner's adapt_many, then recorded in one transaction and
+    passed to `settled` (the worker announces them), so that the first tasks of a big batch are
+    answered without waiting for the last. Each task is still stored, checked, failed and
+    recorded on its own. Returns the final status of every task this call settled (task id ->
+    status); empty when another batch holds `task_id`."""
     url = settings.sqlalchemy_url
-    store = artifact_store(settings)
-    marks = [("start", time.perf_counter())]  # stage ends, for the per-task timing line
+    started = time.perf_counter()
     with session_scope(url) as session:  # the task and its model in one query
         row = session.execute(select(Task, Model).join(Model, Task.model_id == Model.id).where(Task.id == task_id)).first()
         if row is None:
             log.warning("task %s does not exist; message dropped", task_id)
-            return "missing"
+            return {task_id: "missing"}
         task, model = row
         if task.status != "adapting":
-            return task.status
-        options = AdaptOptions(**task.options)
-    marks.append(("ledger-read", time.perf_counter()))
+            return {task_id: task.status}
+        options = {task_id: AdaptOptions(**task.options)}
+    claims = Claims(settings.redis_url) if settings.redis_url and settings.adapt_batch_max > 1 else None
+    try:
+        if claims is not None:
+            try:
+                if not claims.take([task_id]):
+                    log.info("task %s is in another worker's batch", task_id)
+                    return {}
+                waiting = _waiting_tasks(url, model.id, task_id, settings.adapt_batch_max - 1)
+                options.update({t: waiting[t] for t in claims.take(list(waiting))})
+            except ClaimsUnavailable as exc:
+                log.warning("task %s adapts alone: adaptation claims unavailable (%s)", task_id, exc)
+        marks = [("start", started), ("ledger-read", time.perf_counter())]
+        statuses: dict[str, str] = {}
+        ids = list(options)
+        for i in range(0, len(ids), settings.adapt_chunk):
+            chunk = _adapt_batch(model, {t: options[t] for t in ids[i : i + settings.adapt_chunk]}, settings, marks)
+            statuses.update(chunk)
+            if settled is not None:
+                settled(chunk)
+            marks = [("start", time.perf_counter())]
+        return statuses
+    finally:
+        if claims is not None:
+            claims.release()
+
+
+def _waiting_tasks(url: str, model_id: str, but: str, limit: int) -> dict[str, AdaptOptions]:
+    """Up to `limit` of the model's tasks waiting to adapt, oldest first, other than `but`."""
+    if limit < 1:
+        return {}
+    with session_scope(url) as session:
+        rows = session.execute(
+            select(Task.id, Task.options)
+            .where(Task.model_id == model_id, Task.status == "adapting", Task.id != but)
+            .order_by(Task.created_at, Task.id).limit(limit)
+        ).all()
+    return {task_id: AdaptOptions(**opts) for task_id, opts in rows}
+
+
+def _adapt_batch(
+    model: Model, options: dict[str, AdaptOptions], settings: Settings, marks: list[tuple[str, float]]
+) -> dict[str, str]:
+    """Adapt, check and store a chunk of claimed tasks of one model; record each task's outcome.
+    `marks`: the stage ends so far, for the timing line each task logs (its chunk's stages)."""
+    url = settings.sqlalchemy_url
+    store = artifact_store(settings)
+    outcomes: dict[str, dict[str, Any]] = {}
     try:
         learner = model_learner(model, settings)
-        marks.append(("learner", time.perf_counter()))
-        support = store.load(support_key(task_id))
-        marks.append(("support", time.perf_counter()))
-        phi = learner.adapt(support["x"].to(learner.device), support["y"].to(learner.device), options)
-        check_adapted(learner, phi, support["x"].to(learner.device), support["y"])
-        marks.append(("adapt", time.perf_counter()))
-        store.save(state_key(task_id), phi)
-        marks.append(("save", time.perf_counter()))
-        status, error = "ready", None
     except Exception as exc:
-        log.exception("adaptation of task %s failed", task_id)
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-    outcome: dict[str, Any] = {"status": status, "error": error}
-    if status == "ready":
-        outcome.update(artifact=state_key(task_id), ready_at=utcnow())
-    with session_scope(url) as session:  # one statement, no read first
-        result = cast(CursorResult[Any], session.execute(update(Task).where(Task.id == task_id).values(**outcome)))
-        updated = result.rowcount
-    if not updated:  # deleted while adapting
-        store.delete_prefix(task_prefix(task_id))
-        return "missing"
+        log.exception("model %s could not be loaded to adapt %d tasks", model.id, len(options))
+        outcomes = {task_id: _failure(exc) for task_id in options}
+        learner = None
+    marks.append(("learner", time.perf_counter()))
+    requests: dict[str, AdaptRequest] = {}
+    if learner is not None:
+        for task_id, opts in options.items():
+            try:
+                support = store.load(support_key(task_id))
+                requests[task_id] = AdaptRequest(support["x"].to(learner.device), support["y"].to(learner.device), opts)
+            except Exception as exc:
+                log.exception("support set of task %s could not be read", task_id)
+                outcomes[task_id] = _failure(exc)
+    marks.append(("support", time.perf_counter()))
+    phis = _adapt_each(learner, list(requests.values())) if learner is not None and requests else []
+    marks.append(("adapt", time.perf_counter()))
+    if learner is not None:
+        for task_id, phi in zip(requests, phis, strict=True):
+            try:
+                if isinstance(phi, Exception):
+                    raise phi
+                check_adapted(learner, phi, requests[task_id].support_x, requests[task_id].support_y)
+                store.save(state_key(task_id), phi)
+                outcomes[task_id] = {"status": "ready", "error": None, "artifact": state_key(task_id), "ready_at": utcnow()}
+            except Exception as exc:
+                log.warning("adaptation of task %s failed", task_id, exc_info=exc)
+                outcomes[task_id] = _failure(exc)
+    marks.append(("save", time.perf_counter()))
+    statuses: dict[str, str] = {}
+    with session_scope(url) as session:  # one transaction, one statement per task, no read first
+        for task_id, outcome in outcomes.items():
+            result = cast(CursorResult[Any], session.execute(update(Task).where(Task.id == task_id).values(**outcome)))
+            statuses[task_id] = outcome["status"] if result.rowcount else "missing"
+    for task_id, status in statuses.items():
+        if status == "missing":  # deleted while adapting
+            store.delete_prefix(task_prefix(task_id))
     marks.append(("ledger-write", time.perf_counter()))
     stages = ", ".join(f"{name} {(t - marks[i][1]) * 1000:.2f}" for i, (name, t) in enumerate(marks[1:]))
-    log.info("task %s %s in %.2f ms: %s", task_id, status, (marks[-1][1] - marks[0][1]) * 1000, stages)
-    return status
+    for task_id, status in statuses.items():  # the chunk's stages, on every task's line
+        log.info("task %s %s in %.2f ms: %s, tasks-in-chunk %d", task_id, status, (marks[-1][1] - marks[0][1]) * 1000,
+                 stages, len(statuses))
+    return statuses
+
+
+def _adapt_each(learner: Learner, requests: list[AdaptRequest]) -> list[Params | Exception]:
+    """Each request's phi through one adapt_many, or, when that raises (one bad support set fails
+    the whole call), one adapt per request, so that only the bad ones fail."""
+    if len(requests) > 1:
+        try:
+            return list(learner.adapt_many(requests))
+        except Exception:
+            log.warning("batched adaptation of %d tasks failed; adapting them one by one", len(requests), exc_info=True)
+    results: list[Params | Exception] = []
+    for r in requests:
+        try:
+            results.append(learner.adapt(r.support_x, r.support_y, r.options))
+        except Exception as exc:
+            results.append(exc)
+    return results
+
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}

@@ -26,10 +26,10 @@ def train_job(job_id: str) -> None:
 
 @app.task(name=ADAPT_TASK, ignore_result=True)
 def adapt_task(task_id: str) -> str:
-    status = pipelines.adapt_task(task_id, settings)
-    # The API waits on this announcement, not on a Celery result (none is stored).
-    adaptation_events.announce(settings.redis_url, task_id, status)
-    return status
+    # This task and the model's others waiting, announced chunk by chunk as they are recorded: the
+    # API waits on these announcements, not on a Celery result (none is stored).
+    statuses = pipelines.adapt_tasks(task_id, settings, lambda chunk: adaptation_events.announce_many(settings.redis_url, chunk))
+    return statuses.get(task_id, "adapting")
 
 
 @app.task(name=WARM_MODEL, ignore_result=True)

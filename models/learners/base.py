@@ -56,6 +56,15 @@ class AdaptOptions:
     feature_normalization: bool | None = None
 
 
+@dataclass(frozen=True)
+class AdaptRequest:
+    """One task's support set and options, as adapt_many takes them."""
+
+    support_x: Tensor
+    support_y: Tensor
+    options: AdaptOptions | None = None
+
+
 class Learner(ABC):
     """theta lives in the learner; phi (a task's adapted state) is a dict of plain tensors.
 
@@ -88,6 +97,14 @@ class Learner(ABC):
     @abstractmethod
     def adapt(self, support_x: Tensor, support_y: Tensor, options: AdaptOptions | None = None) -> Params:
         """phi for one task from its support set. Classification labels are 0..n-1, n <= n_way."""
+
+    def adapt_many(self, requests: list[AdaptRequest]) -> list[Params]:
+        """adapt for several tasks at once (the adapt worker's batch of queued tasks of one model):
+        the same states as one adapt per request, within float tolerance. Raises what adapt
+        raises for any request (the caller then adapts them one by one, to fail only that one).
+        Learners with a batched form override it (one embedding pass, vmap over tasks); this
+        default makes one call per request."""
+        return [self.adapt(r.support_x, r.support_y, r.options) for r in requests]
 
     @abstractmethod
     def predict(self, phi: Params, x: Tensor) -> Tensor:

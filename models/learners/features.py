@@ -39,7 +39,12 @@ def embed_views(embed: Callable[[Tensor], Tensor], x: Tensor, views: int) -> Ten
 def adapted_features(embed: Callable[[Tensor], Tensor], x: Tensor, options: AdaptOptions | None) -> tuple[Tensor, Params]:
     """Support features under the options, and the phi entries that make predict() match."""
     views = tta_views(options, x)
-    features = embed_views(embed, x, views)
+    return finish_features(embed_views(embed, x, views), views, options)
+
+
+def finish_features(features: Tensor, views: int, options: AdaptOptions | None) -> tuple[Tensor, Params]:
+    """adapted_features from one task's support embeddings (embed_views of its inputs), so that a
+    batch of tasks can be embedded in one pass and finished task by task."""
     extra: Params = {}
     if views > 1:
         extra[TTA] = torch.tensor(views)
@@ -54,6 +59,21 @@ def query_features(embed: Callable[[Tensor], Tensor], phi: Params, x: Tensor) ->
     views = int(phi[TTA]) if TTA in phi else 0
     features = embed_views(embed, x, views)
     return normalize(features, phi[CENTER]) if CENTER in phi else features
+
+
+def batched_query_features(embed: Callable[[Tensor], Tensor], requests: list[tuple[Params, Tensor]]) -> list[Tensor]:
+    """query_features(embed, phi, x) of every (phi, x), with one embedding pass per number of
+    test-time views among the requests (embeddings are per input: batch norm on running statistics)."""
+    groups: dict[int, list[int]] = {}
+    for i, (phi, _) in enumerate(requests):
+        groups.setdefault(int(phi[TTA]) if TTA in phi else 0, []).append(i)
+    out: list[Tensor] = [torch.empty(0)] * len(requests)
+    for views, members in groups.items():
+        xs = [requests[i][1] for i in members]
+        for i, features in zip(members, embed_views(embed, torch.cat(xs), views).split([len(x) for x in xs]), strict=True):
+            phi = requests[i][0]
+            out[i] = normalize(features, phi[CENTER]) if CENTER in phi else features
+    return out
 
 
 def normalize(features: Tensor, center: Tensor) -> Tensor:

@@ -32,7 +32,7 @@ from models.learners.base import (
     Params,
     Widths,
 )
-from models.learners.features import CENTER, NORMALIZED_SCALE, adapted_features, query_features
+from models.learners.features import CENTER, NORMALIZED_SCALE, adapted_features, batched_query_features, query_features
 from models.learners.inner import inner_loop
 from models.nets import build_backbone
 
@@ -144,8 +144,9 @@ class Finetune(Learner):
             return super().predict_many(requests)
         self.net.eval()
         with torch.no_grad():
-            features = self.net.embed(torch.cat([x for _, x in requests])).split([len(x) for _, x in requests])
-            return [head_forward(phi, f) for f, (phi, _) in zip(features, requests, strict=True)]
+            features = batched_query_features(self.net.embed, requests)
+            return [head_forward(phi, f * NORMALIZED_SCALE if CENTER in phi and self._classifies else f)
+                    for f, (phi, _) in zip(features, requests, strict=True)]
 
     def state(self) -> Params:
         return {k: v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}

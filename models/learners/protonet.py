@@ -8,14 +8,26 @@ a single query image is scored as it would be in a batch.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from models.augment import MAX_TTA_VIEWS
 from models.config import Config
 from models.episodes import Episode, ProblemSpec
-from models.learners.base import MAX_CLASSES, AdaptOptions, Channels, Learner, MetaRate, Params, Widths
-from models.learners.features import CENTER, NORMALIZED_SCALE, adapted_features, query_features
+from models.learners.base import MAX_CLASSES, AdaptOptions, AdaptRequest, Channels, Learner, MetaRate, Params, Widths
+from models.learners.features import (
+    CENTER,
+    NORMALIZED_SCALE,
+    adapted_features,
+    batched_query_features,
+    embed_views,
+    finish_features,
+    query_features,
+    tta_views,
+)
 from models.nets import build_backbone
 
 
@@ -24,6 +36,10 @@ class ProtoNetConfig(Config):
     lr_decay_every: int = Field(2000, ge=1, le=10_000_000)  # halve the learning rate every this many steps (the paper's schedule)
     hidden: Widths = [40, 40]  # MLP widths (vector inputs)
     channels: Channels = 64  # Conv4 width (image inputs)
+    # Test-time augmentation of image tasks whose options leave it unset (null): each embedding the
+    # mean over this many fixed affine views (0: off; vector inputs ignore it). RECIPE_DEFAULTS
+    # turns it on for Omniglot, where 8 views took the one-shot-runs error from 8.75% to 4.0%.
+    test_time_augmentation: int = Field(0, ge=0, le=MAX_TTA_VIEWS)
 
 
 def squared_distances(x: Tensor, prototypes: Tensor) -> Tensor:  # [B, D], [n, D] -> [B, n]
@@ -35,6 +51,13 @@ def class_means(features: Tensor, labels: Tensor, n_classes: int) -> Tensor:  # 
     sums = sums.index_add_(0, labels, features)
     counts = torch.bincount(labels, minlength=n_classes).clamp(min=1).unsqueeze(1).to(features.dtype)
     return sums / counts
+
+
+def _logits(phi: Params, features: Tensor) -> Tensor:
+    """A task's logits for query features: minus squared distances to its prototypes (scaled when
+    the features are unit length)."""
+    logits = -squared_distances(features, phi["prototypes"])
+    return logits * NORMALIZED_SCALE if CENTER in phi else logits
 
 
 class ProtoNet(Learner):
@@ -74,17 +97,50 @@ class ProtoNet(Learner):
 
     def adapt(self, support_x: Tensor, support_y: Tensor, options: AdaptOptions | None = None) -> Params:
         self.check_support(support_x, support_y)
+        options = self._options(options, support_x)
         self.net.eval()
         with torch.no_grad():
             n = int(support_y.max()) + 1
             features, extra = adapted_features(self.net, support_x, options)
             return {"prototypes": class_means(features, support_y, n).contiguous(), **extra}
 
+    def adapt_many(self, requests: list[AdaptRequest]) -> list[Params]:
+        """One embedding pass over the support sets of every group of requests with the same input
+        shape and options (batch norm uses running statistics: an input's embedding does not
+        depend on its batch), then each task's prototypes."""
+        for r in requests:
+            self.check_support(r.support_x, r.support_y)
+        groups: dict[tuple[object, ...], list[int]] = {}
+        for i, r in enumerate(requests):
+            key = (tuple(r.support_x.shape[1:]), r.support_x.dtype, self._options(r.options, r.support_x))
+            groups.setdefault(key, []).append(i)
+        out: list[Params] = [{} for _ in requests]
+        self.net.eval()
+        with torch.no_grad():
+            for key, members in groups.items():
+                options = key[-1]
+                assert isinstance(options, AdaptOptions)
+                xs = [requests[i].support_x for i in members]
+                views = tta_views(options, xs[0])
+                embedded = embed_views(self.net, torch.cat(xs), views).split([len(x) for x in xs])
+                for i, features in zip(members, embedded, strict=True):
+                    features, extra = finish_features(features, views, options)
+                    y = requests[i].support_y
+                    out[i] = {"prototypes": class_means(features, y, int(y.max()) + 1).contiguous(), **extra}
+        return out
+
+    def _options(self, options: AdaptOptions | None, support_x: Tensor) -> AdaptOptions:
+        """The task's options, test_time_augmentation from the config where they leave it unset
+        (image inputs only)."""
+        options = options or AdaptOptions()
+        if options.test_time_augmentation is None and self.config.test_time_augmentation and support_x.dim() == 4:
+            options = dataclasses.replace(options, test_time_augmentation=self.config.test_time_augmentation)
+        return options
+
     def predict(self, phi: Params, x: Tensor) -> Tensor:
         self.net.eval()
         with torch.no_grad():
-            logits = -squared_distances(query_features(self.net, phi, x), phi["prototypes"])
-            return logits * NORMALIZED_SCALE if CENTER in phi else logits
+            return _logits(phi, query_features(self.net, phi, x))
 
     @property
     def max_classes(self) -> int:
@@ -93,11 +149,12 @@ class ProtoNet(Learner):
 
     def predict_many(self, requests: list[tuple[Params, Tensor]]) -> list[Tensor]:
         """One embedding pass over every request's inputs (batch norm uses running statistics:
-        an input's embedding does not depend on its batch), then each task's prototype distances."""
+        an input's embedding does not depend on its batch), one per number of test-time views
+        among them, then each task's prototype distances."""
         self.net.eval()
         with torch.no_grad():
-            features = self.net(torch.cat([x for _, x in requests])).split([len(x) for _, x in requests])
-            return [-squared_distances(f, phi["prototypes"]) for f, (phi, _) in zip(features, requests, strict=True)]
+            features = batched_query_features(self.net, requests)
+            return [_logits(phi, f) for f, (phi, _) in zip(features, requests, strict=True)]
 
     def state(self) -> Params:
         return {k: v.detach().clone().contiguous() for k, v in self.net.state_dict().items()}

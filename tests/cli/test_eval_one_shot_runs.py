@@ -17,7 +17,8 @@ from store.settings import Settings
 from workers.pipelines import train_job
 
 CONFIG = {"steps": 30, "meta_batch_size": 1, "n_way": 20, "k_query": 3, "channels": 8, "eval_episodes": 5,
-          "split_by": "alphabet", "meta_lr": 0.005, "augment": False}  # augment pays off over longer runs
+          "split_by": "alphabet", "meta_lr": 0.005, "augment": False,
+          "rotations": False}  # augment pays off over longer runs
 
 
 @pytest.fixture(scope="module")

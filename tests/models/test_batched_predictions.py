@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load, save
 
 from models.episodes import ProblemSpec
-from models.learners import build_learner
+from models.learners import AdaptOptions, build_learner
 
 IMAGES = ProblemSpec(input_shape=(1, 28, 28), output="classification", n_way=5)
 VECTORS = ProblemSpec(input_shape=(6,), output="regression", output_dim=1)
@@ -60,3 +60,30 @@ def test_batched_regression_equals_one_call_per_request(algorithm):
     requests = [(phi, torch.randn(2, 6, generator=g)) for phi in phis]
     for (phi, x), out in zip(requests, learner.predict_many(requests), strict=True):
         torch.testing.assert_close(out, learner.predict(phi, x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", ["protonet", "finetune"])
+def test_batched_predictions_repeat_each_tasks_test_time_views_and_normalisation(algorithm):
+    # A bug found with test-time augmentation on by default: predict_many embedded every input once,
+    # plainly, whatever views or normalisation the task had adapted with.
+    torch.manual_seed(0)
+    learner = build_learner(algorithm, IMAGES, {"channels": 8})
+    labels = torch.arange(5)
+    options = [AdaptOptions(), AdaptOptions(test_time_augmentation=4), AdaptOptions(feature_normalization=True),
+               AdaptOptions(test_time_augmentation=4, feature_normalization=True), AdaptOptions(test_time_augmentation=2)]
+    phis = [load(save(learner.adapt(_images(5, seed), labels, o))) for seed, o in enumerate(options)]
+    requests = [(phi, _images(2, 20 + i)) for i, phi in enumerate(phis)] + [(phis[1], _images(1, 30))]
+    for (phi, x), out in zip(requests, learner.predict_many(requests), strict=True):
+        torch.testing.assert_close(out, learner.predict(phi, x), rtol=1e-5, atol=1e-5)
+
+
+def test_protonet_config_turns_test_time_views_on_for_tasks_that_leave_them_unset():
+    torch.manual_seed(0)
+    learner = build_learner("protonet", IMAGES, {"channels": 8, "test_time_augmentation": 4})
+    x, labels = _images(5, 0), torch.arange(5)
+    by_default = learner.adapt(x, labels)
+    assert int(by_default["tta_views"]) == 4
+    torch.testing.assert_close(by_default["prototypes"], learner.adapt(x, labels, AdaptOptions(test_time_augmentation=4))["prototypes"])
+    assert "tta_views" not in learner.adapt(x, labels, AdaptOptions(test_time_augmentation=0))  # a task's own 0 wins
+    assert "tta_views" not in build_learner("protonet", VECTORS.__class__((6,), "classification", n_way=3),
+                                            {"test_time_augmentation": 4}).adapt(torch.rand(3, 6), torch.arange(3))

@@ -74,7 +74,8 @@ def test_adapted_state_round_trips_through_safetensors(algorithm, omniglot_dir, 
 
 def test_phi_holds_only_what_adaptation_changed(omniglot_dir, dataset_cache):
     ep = None
-    for algorithm, keys in [("anil", set(HEAD_KEYS)), ("protonet", {"prototypes"}), ("finetune", set(HEAD_KEYS))]:
+    # ProtoNet's Omniglot recipe adapts with 8 test-time views, which phi records for predict().
+    for algorithm, keys in [("anil", set(HEAD_KEYS)), ("protonet", {"prototypes", "tta_views"}), ("finetune", set(HEAD_KEYS))]:
         _, tasks, learner = _omniglot(algorithm, omniglot_dir, dataset_cache)
         ep = ep or tasks.sample("test", 1, torch.Generator().manual_seed(1))[0]
         phi = learner.adapt(ep.support_x, ep.support_y)

@@ -49,7 +49,7 @@ def test_omniglot_fractions_hold_and_never_overlap(omniglot_dir, dataset_cache, 
 
 def test_omniglot_defaults_are_the_old_split_and_the_family_names_its_characters(omniglot_dir, dataset_cache):
     data = load_omniglot(omniglot_dir, dataset_cache)
-    recipe = resolve("protonet", "omniglot", {})
+    recipe = resolve("maml", "omniglot", {})  # protonet's own default splits whole alphabets
     assert (recipe.training.val_fraction, recipe.training.test_fraction) == (0.1, 0.25)
     tasks = build_tasks(recipe, DataSources(omniglot_dir, dataset_cache))
     assert tasks.splits == split_characters(data, "character", seed=0)  # what the benchmarks and e2e tests rebuild
@@ -63,7 +63,7 @@ def test_omniglot_defaults_are_the_old_split_and_the_family_names_its_characters
 
 
 def test_omniglot_test_fraction_zero_leaves_no_meta_test_and_evaluates_on_val(omniglot_dir, dataset_cache):
-    recipe = resolve("protonet", "omniglot", {"val_fraction": 0.05, "test_fraction": 0})
+    recipe = resolve("maml", "omniglot", {"val_fraction": 0.05, "test_fraction": 0})
     assert recipe.training.evaluated_on == "val"
     tasks = build_tasks(recipe, DataSources(omniglot_dir, dataset_cache))
     assert tasks.splits["test"] == [] and len(tasks.splits["val"]) == round(0.05 * N_CHARACTERS)
@@ -76,13 +76,13 @@ def test_omniglot_test_fraction_zero_leaves_no_meta_test_and_evaluates_on_val(om
 def test_omniglot_fractions_that_starve_a_split_name_the_key(omniglot_dir, dataset_cache):
     sources = DataSources(omniglot_dir, dataset_cache)
     with pytest.raises(ConfigError, match="lower n_way, val_fraction or test_fraction") as caught:
-        build_tasks(resolve("protonet", "omniglot", {"val_fraction": 0.49, "test_fraction": 0.5}), sources)
+        build_tasks(resolve("maml", "omniglot", {"val_fraction": 0.49, "test_fraction": 0.5}), sources)
     assert caught.value.param == "config.test_fraction"
     by_alphabet = {"split_by": "alphabet", "n_way": 30, "val_fraction": 0.45, "test_fraction": 0.5}
     with pytest.raises(ConfigError, match="leave meta-training 17 characters, fewer than 30") as caught:
-        build_tasks(resolve("protonet", "omniglot", by_alphabet), sources)  # one alphabet (Tagalog) is left to train
+        build_tasks(resolve("maml", "omniglot", by_alphabet), sources)  # one alphabet (Tagalog) is left to train
     assert caught.value.param == "config.test_fraction"
-    rotated = resolve("protonet", "omniglot", {"rotations": True, "n_way": 8, "val_fraction": 0.001, "test_fraction": 0.001})
+    rotated = resolve("maml", "omniglot", {"rotations": True, "n_way": 8, "val_fraction": 0.001, "test_fraction": 0.001})
     tasks = build_tasks(rotated, sources)  # each rotated character is four classes: two characters make 8 ways
     assert len(tasks.splits["val"]) == len(tasks.splits["test"]) == 2
 

@@ -33,5 +33,5 @@ def test_defaults_fill_every_key_of_the_algorithm_and_dataset(tmp_path):
         body = c.get("/console/defaults", params={"algorithm": "maml", "dataset": "sinusoid"}).json()
         assert "maml" in body["algorithms"] and "omniglot" in body["datasets"]
         assert body["config"]["steps"] == 2000 and body["config"]["k_shot"] == 10  # sinusoid's own default
-        assert c.get("/console/defaults", params={"algorithm": "protonet", "dataset": "omniglot"}).json()["config"]["n_way"] == 5
+        assert c.get("/console/defaults", params={"algorithm": "protonet", "dataset": "omniglot"}).json()["config"]["n_way"] == 60
         assert "unknown algorithm" in assert_error(c.get("/console/defaults", params={"algorithm": "nope"}), 422, "invalid_config")["message"]

@@ -23,7 +23,7 @@ from workers.pipelines import adapt_task, train_job
 REDIS_URL = "redis://127.0.0.1:6379/11"
 # augment off: its gain comes over longer runs (benchmarks/results/augmentation-protonet.md); 30 steps learn faster without
 CONFIG = {"steps": 30, "meta_batch_size": 2, "k_query": 5, "channels": 8, "eval_episodes": 20, "split_by": "alphabet", "meta_lr": 0.005,
-          "augment": False}
+          "augment": False, "n_way": 5, "rotations": False}  # 5-way: the default is 60-way, 3,000 steps
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,8 @@ def test_protonet_trains_adapts_and_predicts_through_the_api(settings, omniglot_
     task_id = r.json()["id"]
     assert adapt_task(task_id, settings) == "ready"  # what the adapt worker runs
     phi = ArtifactStore(settings.artifact_dir).load(state_key(task_id))
-    assert set(phi) == {"prototypes"} and phi["prototypes"].shape[0] == 4
+    # The Omniglot recipe's test-time augmentation (8 views) is on unless a task's options say otherwise.
+    assert set(phi) == {"prototypes", "tta_views"} and phi["prototypes"].shape[0] == 4 and int(phi["tta_views"]) == 8
 
     # The support images themselves are their own prototypes: each comes back as its label,
     # one image per request as well as all at once.

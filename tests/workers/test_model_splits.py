@@ -44,7 +44,8 @@ def _train(settings: Settings, algorithm: str, dataset: str, config: dict) -> tu
 
 
 def test_an_omniglot_model_records_its_characters_per_split(settings, omniglot_dir):
-    model, _, events = _train(settings, "protonet", "omniglot", {**QUICK, "k_query": 2, "channels": 8})
+    model, _, events = _train(settings, "protonet", "omniglot", {**QUICK, "k_query": 2, "channels": 8, "n_way": 5,
+                                                                       "rotations": False, "split_by": "character"})
     data = load_omniglot(omniglot_dir, settings.cache_dir)
     expected = split_characters(data, "character", seed=0)  # the defaults: val 0.1, test 0.25
     assert model.splits is not None and model.splits["kind"] == "classes"

@@ -110,16 +110,15 @@ class ProtoNet(Learner):
         depend on its batch), then each task's prototypes."""
         for r in requests:
             self.check_support(r.support_x, r.support_y)
+        resolved = [self._options(r.options, r.support_x) for r in requests]
         groups: dict[tuple[object, ...], list[int]] = {}
         for i, r in enumerate(requests):
-            key = (tuple(r.support_x.shape[1:]), r.support_x.dtype, self._options(r.options, r.support_x))
-            groups.setdefault(key, []).append(i)
+            groups.setdefault((tuple(r.support_x.shape[1:]), r.support_x.dtype, resolved[i]), []).append(i)
         out: list[Params] = [{} for _ in requests]
         self.net.eval()
         with torch.no_grad():
-            for key, members in groups.items():
-                options = key[-1]
-                assert isinstance(options, AdaptOptions)
+            for members in groups.values():
+                options = resolved[members[0]]
                 xs = [requests[i].support_x for i in members]
                 views = tta_views(options, xs[0])
                 embedded = embed_views(self.net, torch.cat(xs), views).split([len(x) for x in xs])

@@ -9,12 +9,12 @@ import redis
 import torch
 
 from models.learners import AdaptOptions
-from models.recipe import resolve
 from store import adaptation_claims
 from store.artifacts import artifact_store, state_key, support_key
-from store.db import Job, Model, Task, init_db, session_scope
+from store.db import Model, Task, init_db, session_scope
 from store.ids import new_id
 from store.settings import Settings
+from tests.workers.test_adapt_pipeline import _train
 from workers import pipelines
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
@@ -37,15 +37,7 @@ def _clean_redis():
 
 @pytest.fixture(scope="module")
 def sine_model(settings) -> str:
-    recipe = resolve("maml", "sinusoid", {"steps": 3, "meta_batch_size": 2, "eval_episodes": 3})
-    with session_scope(settings.sqlalchemy_url) as session:
-        job = Job(algorithm="maml", dataset="sinusoid", config=recipe.to_json(), total_steps=recipe.training.steps)
-        session.add(job)
-        session.flush()
-        job_id = job.id
-    model_id = pipelines.train_job(job_id, settings)
-    assert model_id is not None
-    return model_id
+    return _train(settings, "maml", "sinusoid", {"steps": 3, "meta_batch_size": 2, "eval_episodes": 3})
 
 
 def _task(settings: Settings, model_id: str, phase: float, x: torch.Tensor | None = None, options: dict | None = None) -> str:

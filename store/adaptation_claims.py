@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 PREFIX = "fewshot:adapt-claim:"
 CONNECT_TIMEOUT_S = 1.0
 READ_TIMEOUT_S = 1.0
-# Longer than one batch takes (64 tasks of 100 inner steps of Conv4-64 on one CPU thread: about
-# a minute); shorter than the wait a client might accept for a task whose worker died.
+# Longer than a batch of ordinary tasks takes (64 one-shot tasks of 100 inner steps of Conv4-64 on
+# one CPU thread: about a minute); shorter than the wait a client might accept for a task whose
+# worker died. A batch of big support sets can outlive its claims: a task's own message may then
+# adapt it a second time, to the same state, which costs time, not correctness.
 CLAIM_SECONDS = 120
 
 

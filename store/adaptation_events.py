@@ -27,12 +27,7 @@ def _client(redis_url: str) -> redis.Redis:
 
 def announce(redis_url: str | None, task_id: str, status: str) -> None:
     """Publish that task_id is now `status`; best effort (the API re-reads the row on a timeout)."""
-    if not redis_url:
-        return
-    try:
-        _client(redis_url).publish(CHANNEL, json.dumps({"task_id": task_id, "status": status}))
-    except redis.RedisError as exc:
-        log.warning("task %s %s: not announced (%s: %s)", task_id, status, type(exc).__name__, exc)
+    announce_many(redis_url, {task_id: status})
 
 
 def parse(message: bytes | str) -> str | None:

@@ -137,7 +137,7 @@ class MAML(Learner):
         the same shapes, steps, learning rate and classes (the inner loop's torch.func path, as a
         vmap meta-batch runs); without it, one adapt per request. Default: vectorize on CUDA only.
         On CPU the loop is faster: Conv4-64, 100 tasks of 5-way 1-shot, 5 steps, 1 thread, the
-        vmap's grouped convolutions took 2 to 3 times the loop's time
+        vmap's grouped convolutions took 116 ms a task against the loop's 48
         (benchmarks/adaptation_burst.py)."""
         if vectorize is None:
             vectorize = self.device.type == "cuda"

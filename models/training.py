@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -202,10 +202,6 @@ class Evaluation:
         return {self.metric: self.mean, f"{self.metric}_ci95": self.ci95, "episodes": self.episodes}
 
 
-# How evaluate() adapts when not told: without test-time augmentation.
-PLAIN = AdaptOptions(test_time_augmentation=0)
-
-
 def evaluate(
     learner: Learner,
     tasks: TaskFamily,
@@ -215,10 +211,12 @@ def evaluate(
     options: AdaptOptions | None = None,
 ) -> Evaluation:
     """Mean query metric over a fixed set of `episodes` tasks of `split`, adapted one by one.
-    Without options, tasks adapt plainly (PLAIN: no test-time augmentation even where the learner's
-    config turns it on for served tasks): validation and a job's metrics stay at one embedding an
+    Unless `options` set test_time_augmentation, tasks adapt without it, even where the learner's
+    config turns it on for served tasks: validation and a job's metrics stay at one embedding an
     input (ProtoNet's Omniglot recipe: 8 views would take its 600 final episodes from 2 to 13 minutes)."""
-    options = options or PLAIN
+    options = options or AdaptOptions()
+    if options.test_time_augmentation is None:
+        options = replace(options, test_time_augmentation=0)
     generator = torch.Generator().manual_seed(seed + TEST_SEED_OFFSET)
     values: list[float] = []
     metric = "accuracy" if learner.spec.output == "classification" else "mse"

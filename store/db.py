@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -177,6 +178,9 @@ class Model(Base):
 
 class Task(Base):
     __tablename__ = "tasks"
+    # The adapt worker's batch query (a model's tasks still adapting, oldest first) and the
+    # reconciler's: without it, 100,000 stored tasks of one model cost each adaptation 15 ms.
+    __table_args__ = (Index("ix_tasks_model_status_created", "model_id", "status", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("tsk"))
     tenant_id: Mapped[str] = mapped_column(String(40), default=LOCAL_TENANT, index=True)

@@ -235,8 +235,7 @@ def _evaluate(learner: Learner, tasks: Any, recipe: Recipe) -> dict[str, Any]:
     metrics: dict[str, Any] = dict(evaluate(learner, tasks, cfg.eval_episodes, cfg.seed, split).to_json())
     metrics["evaluated_on"] = split
     if learner.spec.output == "regression" and learner.zero_steps_is_unadapted:
-        unadapted = evaluate(learner, tasks, cfg.eval_episodes, cfg.seed, split,
-                             options=AdaptOptions(inner_steps=0, test_time_augmentation=0))
+        unadapted = evaluate(learner, tasks, cfg.eval_episodes, cfg.seed, split, options=AdaptOptions(inner_steps=0))
         metrics["mse_unadapted"] = unadapted.mean
     metrics.update(training_task_metrics(learner, tasks, examples=1000, seed=cfg.seed))
     return metrics
@@ -415,42 +414,46 @@ def _adapt_batch(
 ) -> dict[str, str]:
     """Adapt, check and store a chunk of claimed tasks of one model; record each task's outcome.
     `marks`: the stage ends so far, for the timing line each task logs (its chunk's stages)."""
-    url = settings.sqlalchemy_url
     store = artifact_store(settings)
-    outcomes: dict[str, dict[str, Any]] = {}
     try:
         learner = model_learner(model, settings)
     except Exception as exc:
         log.exception("model %s could not be loaded to adapt %d tasks", model.id, len(options))
-        outcomes = {task_id: _failure(exc) for task_id in options}
-        learner = None
+        return _record(settings, store, {task_id: _failure(exc) for task_id in options}, marks)
     marks.append(("learner", time.perf_counter()))
+    outcomes: dict[str, dict[str, Any]] = {}
     requests: dict[str, AdaptRequest] = {}
-    if learner is not None:
-        for task_id, opts in options.items():
-            try:
-                support = store.load(support_key(task_id))
-                requests[task_id] = AdaptRequest(support["x"].to(learner.device), support["y"].to(learner.device), opts)
-            except Exception as exc:
-                log.exception("support set of task %s could not be read", task_id)
-                outcomes[task_id] = _failure(exc)
+    for task_id, opts in options.items():
+        try:
+            support = store.load(support_key(task_id))
+            requests[task_id] = AdaptRequest(support["x"].to(learner.device), support["y"].to(learner.device), opts)
+        except Exception as exc:
+            log.exception("support set of task %s could not be read", task_id)
+            outcomes[task_id] = _failure(exc)
     marks.append(("support", time.perf_counter()))
-    phis = _adapt_each(learner, list(requests.values())) if learner is not None and requests else []
+    phis = _adapt_each(learner, list(requests.values()))
     marks.append(("adapt", time.perf_counter()))
-    if learner is not None:
-        for task_id, phi in zip(requests, phis, strict=True):
-            try:
-                if isinstance(phi, Exception):
-                    raise phi
-                check_adapted(learner, phi, requests[task_id].support_x, requests[task_id].support_y)
-                store.save(state_key(task_id), phi)
-                outcomes[task_id] = {"status": "ready", "error": None, "artifact": state_key(task_id), "ready_at": utcnow()}
-            except Exception as exc:
-                log.warning("adaptation of task %s failed", task_id, exc_info=exc)
-                outcomes[task_id] = _failure(exc)
+    for (task_id, request), phi in zip(requests.items(), phis, strict=True):
+        try:
+            if isinstance(phi, Exception):
+                raise phi
+            check_adapted(learner, phi, request.support_x, request.support_y)
+            store.save(state_key(task_id), phi)
+            outcomes[task_id] = {"status": "ready", "error": None, "artifact": state_key(task_id), "ready_at": utcnow()}
+        except Exception as exc:
+            log.warning("adaptation of task %s failed", task_id, exc_info=exc)
+            outcomes[task_id] = _failure(exc)
     marks.append(("save", time.perf_counter()))
+    return _record(settings, store, outcomes, marks)
+
+
+def _record(
+    settings: Settings, store: ArtifactStore, outcomes: dict[str, dict[str, Any]], marks: list[tuple[str, float]]
+) -> dict[str, str]:
+    """Write each task's outcome in one transaction (a task deleted meanwhile is `missing`, and its
+    files go), log each task's timing line; returns the statuses."""
     statuses: dict[str, str] = {}
-    with session_scope(url) as session:  # one transaction, one statement per task, no read first
+    with session_scope(settings.sqlalchemy_url) as session:  # one statement per task, no read first
         for task_id, outcome in outcomes.items():
             result = cast(CursorResult[Any], session.execute(update(Task).where(Task.id == task_id).values(**outcome)))
             statuses[task_id] = outcome["status"] if result.rowcount else "missing"

@@ -21,7 +21,6 @@ from models.learners.base import MAX_CLASSES, AdaptOptions, AdaptRequest, Channe
 from models.learners.features import (
     CENTER,
     NORMALIZED_SCALE,
-    adapted_features,
     batched_query_features,
     embed_views,
     finish_features,
@@ -96,13 +95,7 @@ class ProtoNet(Learner):
         return totals
 
     def adapt(self, support_x: Tensor, support_y: Tensor, options: AdaptOptions | None = None) -> Params:
-        self.check_support(support_x, support_y)
-        options = self._options(options, support_x)
-        self.net.eval()
-        with torch.no_grad():
-            n = int(support_y.max()) + 1
-            features, extra = adapted_features(self.net, support_x, options)
-            return {"prototypes": class_means(features, support_y, n).contiguous(), **extra}
+        return self.adapt_many([AdaptRequest(support_x, support_y, options)])[0]
 
     def adapt_many(self, requests: list[AdaptRequest]) -> list[Params]:
         """One embedding pass over the support sets of every group of requests with the same input

@@ -29,6 +29,29 @@ def batch_norm_from_primitives(x: Tensor, weight: Tensor, bias: Tensor, eps: flo
     return (x - mean) * torch.rsqrt(var + eps) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
 
 
+def max_pool_2x2(x: Tensor) -> Tensor:
+    """F.max_pool2d(x, 2), the same values to the bit, faster on CPU for large planes when no
+    gradient flows through it (a served task's statistics pass, predictions, evaluation).
+
+    torch's max-pool over contiguous NCHW planes costs about 5 ns an element on these CPUs
+    (5 images of 64x28x28: 1.2 ms) where the channels-last kernel vectorises over channels
+    (0.07 ms); the two layout copies cost less than the difference from 14x14 planes up. With a
+    gradient to carry, the channels-last backward and its copies cost what the forward saves (an
+    inner loop measured no faster), so the plain call runs; so do smaller planes, vmap (its
+    hidden batch dimension has no channels-last layout) and CUDA."""
+    if (x.dim() != 4 or x.shape[-1] * x.shape[-2] < 196 or x.is_cuda or in_vmap()
+            or (x.requires_grad and torch.is_grad_enabled())):
+        return F.max_pool2d(x, 2)
+    return F.max_pool2d(x.contiguous(memory_format=torch.channels_last), 2).contiguous()
+
+
+def batch_statistics(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and biased variance over (N, H, W) of x [N, C, H, W], in two passes: torch.var's
+    single-pass kernel took 1.3 ms on 5 images of 64x28x28 where this takes 0.1 ms."""
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    return mean.flatten(), (x - mean).square().mean(dim=(0, 2, 3))
+
+
 # Keys of a task's stored batch-norm statistics in its parameters: `<norm layer>.task_mean`, `.task_var`.
 TASK_STATISTICS = ("task_mean", "task_var")
 
@@ -97,9 +120,7 @@ def support_statistics(net: nn.Module, forward: Callable[[], Tensor]) -> dict[st
         if isinstance(module, BatchNorm) and not module.running_stats:
 
             def record(_: nn.Module, args: tuple[Tensor, ...], name: str = name) -> None:
-                x = args[0].detach()  # [B, C, H, W]
-                found[f"{name}.task_mean"] = x.mean(dim=(0, 2, 3))
-                found[f"{name}.task_var"] = x.var(dim=(0, 2, 3), unbiased=False)
+                found[f"{name}.task_mean"], found[f"{name}.task_var"] = batch_statistics(args[0].detach())
 
             hooks.append(module.register_forward_pre_hook(record))
     try:
@@ -128,7 +149,7 @@ class ConvBlock(nn.Module):
         self.norm = BatchNorm(c_out, running_stats=running_stats)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(F.max_pool2d(self.norm(self.conv(x)), 2))
+        return F.relu(max_pool_2x2(self.norm(self.conv(x))))
 
 
 class Conv4(nn.Module):
@@ -222,7 +243,7 @@ class SupportNormConv4(nn.Module):
             used[f"norm.{i}.mean"], used[f"norm.{i}.var"] = mean, var
             z_hat = (z - mean[:, None, :, None, None]) * torch.rsqrt(var + block.norm.eps)[:, None, :, None, None]
             z = z_hat * block.norm.weight.view(1, 1, -1, 1, 1) + block.norm.bias.view(1, 1, -1, 1, 1)
-            h = F.max_pool2d(F.relu(z.flatten(0, 1)), 2)
+            h = max_pool_2x2(F.relu(z.flatten(0, 1)))
         return h.flatten(1).unflatten(0, (t, s)), used
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
@@ -14,9 +13,8 @@ from store.db import init_db
 from store.queue import make_celery
 from store.settings import get_settings
 from workers.lifecycle import ORPHAN_GRACE_S, die_with_parent, exit_within, orphaned, watch_parent
+from workers.memory import keep_freed_memory
 from workers.reconciler import PeriodicReconciler
-
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters, <malloc.h>
 
 settings = get_settings()
 app = make_celery(settings)
@@ -68,18 +66,6 @@ def _configure_process(**_: object) -> None:
     logging.getLogger(__name__).info(
         "worker process %d ready on %s, %d torch threads", os.getpid(), device, settings.torch_threads
     )
-
-
-def keep_freed_memory() -> bool:
-    """glibc: serve blocks up to 32 MB from the heap and never trim it, so that the activations
-    of every meta-step reuse memory instead of mapping and faulting in fresh pages (the same as
-    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=<large>, set after start-up). False
-    where the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-    except (OSError, AttributeError):
-        return False
 
 
 _reconciler: PeriodicReconciler | None = None

@@ -205,7 +205,8 @@ class MAML(Learner):
 
     def predict_many(self, requests: list[tuple[Params, Tensor]]) -> list[Tensor]:
         """One vmap over the stacked task states of each group of same-shaped requests
-        (torch.func.functional_call per task inside it), a plain predict for a lone one."""
+        (torch.func.functional_call per task inside it; vmap_tasks, so in_vmap() is true there),
+        a plain predict for a lone one."""
         outputs: list[Tensor | None] = [None] * len(requests)
         theta = dict(self.net.named_parameters())
         with torch.no_grad():
@@ -215,7 +216,7 @@ class MAML(Learner):
                     continue
                 phis = stack_states([requests[i][0] for i in group])
                 xs = torch.stack([requests[i][1] for i in group])
-                outs = torch.func.vmap(lambda phi, x: self.predict_with(theta, phi, x))(phis, xs)
+                outs = vmap_tasks(lambda phi, x: self.predict_with(theta, phi, x), phis, xs)
                 for j, i in enumerate(group):
                     outputs[i] = outs[j]
         return outputs  # type: ignore[return-value]

@@ -16,7 +16,7 @@ PROBE = """
 import json, resource, sys
 import torch
 if sys.argv[1] == "tuned":
-    from workers.app import keep_freed_memory
+    from workers.memory import keep_freed_memory
     assert keep_freed_memory()
 from models.episodes import Episode, ProblemSpec
 from models.learners import build_learner

@@ -150,9 +150,9 @@ class Supervisor:
         wait_for_port(port, 15)
         return f"redis://:{password}@127.0.0.1:{port}/0"
 
-    def start_worker(self, queue: str) -> None:
+    def start_worker(self, queue: str, processes: int = 1) -> None:
         argv = [
-            sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queue, "-c", "1",
+            sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queue, "-c", str(processes),
             "-n", f"{queue}@%h.{os.getpid()}", "--pool", "prefork", "--loglevel", "INFO", "--without-gossip",
             "--without-mingle",
         ]

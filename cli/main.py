@@ -84,7 +84,7 @@ def serve(
 
         app = create_app()  # the workers' reconciler re-sends what a previous run left unfinished
         supervisor.start_worker("train")
-        supervisor.start_worker("adapt")
+        supervisor.start_worker("adapt", settings.adapt_processes)
         supervisor.watch()
         typer.echo(f"fewshot API on http://{host}:{port} (data in {settings.data_dir.resolve()})")
         # uvicorn re-raises the signal that stopped it once it has shut down; SIGTERM's default

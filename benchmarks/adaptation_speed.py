@@ -94,9 +94,10 @@ def main() -> None:
     except NotInstalled as e:
         print(f"skipping learn2learn: {e}")
     phi = impls["ours"]()
-    for label, adapt in impls.items():  # the same adapted weights
+    for label, adapt in impls.items():  # the same adapted weights (ours also stores the support set's batch-norm statistics)
         other = adapt()
-        diff = max(float((other[k].detach() - v).abs().max()) for k, v in phi.items())
+        assert set(other) <= set(phi), f"{label} adapted parameters ours lacks: {sorted(set(other) - set(phi))}"
+        diff = max(float((v.detach() - phi[k]).abs().max()) for k, v in other.items())
         assert diff < 1e-4, f"{label} adapted to different weights than ours (max difference {diff:.2e})"
     times: dict[str, list[float]] = {label: [] for label in impls}
     cpu: dict[str, list[float]] = {label: [] for label in impls}

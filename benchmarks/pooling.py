@@ -1,9 +1,9 @@
 """The channels-last max-pool (models.nets.max_pool_2x2) against torch's plain one, in the paths
 that run it: forward passes without a gradient (predictions, ProtoNet's adaptation with and
-without test-time augmentation) and MAML's inner loop, where it stays the plain call. Both
-kernels alternate in one process, on the same learners and inputs, with the workers' malloc
-settings (workers.app.keep_freed_memory: without them page faults on fresh activations hide
-the kernels); medians and ratios.
+without test-time augmentation), MAML's inner loop (forward and backward), a second-order MAML
+meta-step and a ProtoNet meta-training step. Both kernels alternate in one process, on the same learners and inputs,
+with the workers' malloc settings (workers.memory.keep_freed_memory: without them page faults
+on fresh activations hide the kernels); medians and ratios.
 
     python benchmarks/pooling.py
     python benchmarks/pooling.py --channels 32 --name pooling-32    # ProtoNet's Omniglot width
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from reporting import setup, write_results
 
 import models.nets as nets
-from models.episodes import ProblemSpec
+from models.episodes import Episode, ProblemSpec
 from models.learners import AdaptOptions, build_learner
 from workers.memory import keep_freed_memory
 
@@ -46,12 +46,17 @@ def cases(channels: int) -> dict[str, Callable[[], object]]:
     phi = maml.adapt(support_x, support_y)
     queries = torch.rand(16, 1, 28, 28)
     twenty_x, twenty_y = torch.rand(20, 1, 28, 28), torch.arange(20)
+    episode = Episode(twenty_x, twenty_y, torch.rand(100, 1, 28, 28), torch.arange(20).repeat(5))
+    meta_batch = [Episode(torch.rand(5, 1, 28, 28), torch.arange(5), torch.rand(75, 1, 28, 28), torch.arange(5).repeat(15))
+                  for _ in range(4)]
     return {
         "MAML predict, 16 images": lambda: maml.predict(phi, queries),
         "ProtoNet adapt, 20-way 1-shot": lambda: protonet.adapt(twenty_x, twenty_y, AdaptOptions(test_time_augmentation=0)),
         "ProtoNet adapt, 20-way 1-shot, 8 test-time views":
             lambda: protonet.adapt(twenty_x, twenty_y, AdaptOptions(test_time_augmentation=8)),
-        "MAML adapt, 5-way 1-shot, 5 steps (inner loop plain, statistics pass channels-last)":
+        "ProtoNet meta-training step, 20-way 1-shot, 5 queries": lambda: protonet.meta_train_step([episode]),
+        "MAML second-order meta-step, 4 tasks of 5-way 1-shot, 15 queries": lambda: maml.meta_train_step(meta_batch),
+        "MAML adapt, 5-way 1-shot, 5 steps":
             lambda: maml.adapt(support_x, support_y, AdaptOptions(inner_steps=5)),
     }
 

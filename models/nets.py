@@ -29,19 +29,45 @@ def batch_norm_from_primitives(x: Tensor, weight: Tensor, bias: Tensor, eps: flo
     return (x - mean) * torch.rsqrt(var + eps) * weight.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1)
 
 
+class _ChannelsLastMaxPool(torch.autograd.Function):
+    """2x2 max-pool of an NCHW tensor, pooled in channels-last; returns (output, indices), both
+    NCHW. The backward is torch's own (max_pool2d_with_indices_backward on NCHW tensors, with
+    the indices, which count positions within a plane whatever the layout), so that the
+    gradient stays NCHW for the batch norm before it, and it is differentiable again (second-
+    order MAML differentiates the inner loop's gradients)."""
+
+    @staticmethod
+    def forward(x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        y, indices = torch.ops.aten.max_pool2d_with_indices(x.contiguous(memory_format=torch.channels_last), [2, 2], [2, 2])
+        return y.contiguous(), indices.contiguous()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor], output: tuple[Tensor, Tensor]) -> None:
+        ctx.save_for_backward(inputs[0], output[1])
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor, _: Tensor) -> Tensor:  # type: ignore[override]
+        x, indices = ctx.saved_tensors
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad, x, [2, 2], [2, 2], [0, 0], [1, 1], False, indices)
+
+
 def max_pool_2x2(x: Tensor) -> Tensor:
-    """F.max_pool2d(x, 2), the same values to the bit, faster on CPU for large planes when no
-    gradient flows through it (a served task's statistics pass, predictions, evaluation).
+    """F.max_pool2d(x, 2): the same values and gradients to the bit (first and second order),
+    faster on CPU for planes of 14x14 and up.
 
     torch's max-pool over contiguous NCHW planes costs about 5 ns an element on these CPUs
-    (5 images of 64x28x28: 1.2 ms) where the channels-last kernel vectorises over channels
-    (0.07 ms); the two layout copies cost less than the difference from 14x14 planes up. With a
-    gradient to carry, the channels-last backward and its copies cost what the forward saves (an
-    inner loop measured no faster), so the plain call runs; so do smaller planes, vmap (its
-    hidden batch dimension has no channels-last layout) and CUDA."""
-    if (x.dim() != 4 or x.shape[-1] * x.shape[-2] < 196 or x.is_cuda or in_vmap()
-            or (x.requires_grad and torch.is_grad_enabled())):
+    (5 images of 64x28x28: 1.2-1.5 ms) where the channels-last kernel vectorises over channels;
+    pooling in channels-last with the layout copies takes 0.3 ms without a gradient, and with
+    one (_ChannelsLastMaxPool, backward in NCHW) forward and backward take 0.7 ms against 1.7
+    (benchmarks/pooling.py). Letting autograd carry the channels-last layout backward instead
+    cost what the forward saved: the batch norm's backward got a channels-last gradient for an
+    NCHW input. Smaller planes, vmap (its hidden batch dimension has no channels-last layout)
+    and CUDA take the plain call."""
+    if x.dim() != 4 or x.shape[-1] * x.shape[-2] < 196 or x.is_cuda or in_vmap():
         return F.max_pool2d(x, 2)
+    if x.requires_grad and torch.is_grad_enabled():
+        return _ChannelsLastMaxPool.apply(x)[0]
     return F.max_pool2d(x.contiguous(memory_format=torch.channels_last), 2).contiguous()
 
 

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     adapt_chunk: int = Field(default=8, ge=1, le=1024)
     # Pool processes of the adapt worker `fewshot serve` starts, each with its own torch threads
     # and model cache (default: 2, or 1 on a one-core machine): a burst's batches adapt on two
-    # cores at once (a burst of 100 MAML adaptations: 4.6 s against 5.5 s with one process).
+    # cores at once (a burst of 100 MAML adaptations: 4.2-4.6 s against 4.7-5.5 s with one process).
     adapt_processes: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, le=64)
     # How long POST /v1/models/{id}/tasks waits for the worker's adaptation before 202.
     adapt_wait_seconds: float = 30.0

@@ -1,9 +1,9 @@
 """The channels-last max-pool (models.nets.max_pool_2x2) against torch's plain one, in the paths
 that run it: forward passes without a gradient (predictions, ProtoNet's adaptation with and
 without test-time augmentation), MAML's inner loop (forward and backward), a second-order MAML
-meta-step and a ProtoNet meta-training step. Both kernels alternate in one process, on the same learners and inputs,
-with the workers' malloc settings (workers.memory.keep_freed_memory: without them page faults
-on fresh activations hide the kernels); medians and ratios.
+meta-step and a ProtoNet meta-training step. Both kernels alternate in one process, on the same
+learners and inputs, with the workers' malloc settings (workers.memory.keep_freed_memory:
+without them page faults on fresh activations hide the kernels); medians and ratios.
 
     python benchmarks/pooling.py
     python benchmarks/pooling.py --channels 32 --name pooling-32    # ProtoNet's Omniglot width

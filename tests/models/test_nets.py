@@ -25,7 +25,8 @@ def test_max_pool_2x2_equals_max_pool2d_to_the_bit_with_and_without_a_gradient(s
     (grad,) = torch.autograd.grad(out, leaf, g)
     (expected,) = torch.autograd.grad(F.max_pool2d(leaf, 2), leaf, g)
     assert torch.equal(grad, expected)
-    # Second order: the gradient of <dL/dx, v> with respect to the incoming gradient and to x.
+    # Second order: dL/dx built with create_graph, and the gradient of <dL/dx, v> with respect to
+    # the incoming gradient (second-order MAML differentiates the inner loop's gradients so).
     v, incoming = torch.randn_like(x), g.clone().requires_grad_()
     ours = torch.autograd.grad(max_pool_2x2(leaf), leaf, incoming, create_graph=True)[0]
     plain = torch.autograd.grad(F.max_pool2d(leaf, 2), leaf, incoming, create_graph=True)[0]

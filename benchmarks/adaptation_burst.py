@@ -158,9 +158,9 @@ def markdown(res: dict[str, Any]) -> str:
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     big = str(max(res["bursts"]))
     lines += ["", f"Burst of {big} against {n} in sequence (the same mode's sequence; target >= 3x faster):", ""]
+    baseline = "one task a message, 1 process"
     for mode, r in res["modes"].items():
         line = f"- {mode}: {r['sequence_median_s'] / r['burst_median_s'][big]:.2f}x"
-        baseline = "one task a message, 1 process"
         if baseline in res["modes"] and mode != baseline:
             single = res["modes"][baseline]["burst_median_s"][big]
             line += f"; against {baseline}, same burst: {single / r['burst_median_s'][big]:.2f}x"

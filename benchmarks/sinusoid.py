@@ -54,6 +54,8 @@ def main() -> None:
         "maml": ("maml", {"inner_steps": 1, "inner_lr": 0.01, "meta_lr": args.meta_lr}, 25),
         "pretrained": ("finetune", {"scope": "all", "inner_lr": 0.01, "batch_size": 250, "meta_lr": 0.001}, 1),
     }
+    if unknown := set(args.learners.split(",")) - set(learners):
+        p.error(f"unknown learners {sorted(unknown)}; choose from {list(learners)}")
     learners = {name: learners[name] for name in args.learners.split(",")}
     table: dict[str, Any] = {}
     started = time.time()

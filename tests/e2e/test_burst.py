@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import httpx
 import pytest
 import redis
 
+from store.settings import Settings
 from tests.db_urls import fresh_database
 from tests.e2e.api_support import QUICK_SINE, wait_job
 from tests.e2e.server import ServeProcess
@@ -98,6 +98,6 @@ def test_a_burst_of_adaptations_is_answered_and_leaves_only_tasks_clients_know(s
     retry = serve.client.post(f"/v1/models/{model_id}/tasks", json={"support": _support(0)})
     assert retry.status_code == 201, retry.text
     assert "wait;dur=" in retry.headers["server-timing"] and "total;dur=" in retry.headers["server-timing"]
-    # `fewshot serve` sized the adapt worker's pool to the cores (FEWSHOT_ADAPT_PROCESSES' default).
+    # `fewshot serve` sized the adapt worker's pool by FEWSHOT_ADAPT_PROCESSES' default.
     banner = (serve.data_dir / "logs" / "worker-adapt.log").read_text(errors="replace")
-    assert f"concurrency: {min(2, os.cpu_count() or 1)} (prefork)" in banner, banner[-2000:]
+    assert f"concurrency: {Settings().adapt_processes} (prefork)" in banner, banner[-2000:]

@@ -29,32 +29,37 @@ AccessLogOption = Annotated[bool, typer.Option(help="log a line per request (the
 
 
 def _run_api(app: object, host: str, port: int, workers: int | None, access_log: bool) -> None:
-    """uvicorn with `app`, or with `workers` processes each building its own app (uvicorn needs an import string for those).
+    """uvicorn with `app`, or `workers` processes each building its own app (cli/api_processes.py).
     Default: one process per core (the API is CPU-bound: 1,000 predictions/s on 2 cores take both)."""
-    import uvicorn
-
     workers = workers or os.cpu_count() or 1
 
     if workers == 1:
+        import uvicorn
+
+        from service.main import settle_heap
+
+        settle_heap()
         uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)  # type: ignore[arg-type]
-    else:
-        uvicorn.run("cli.main:api_process_app", factory=True, workers=workers, host=host, port=port, log_level="info",
-                    access_log=access_log)
+    else:  # a listening socket per process, so that connections spread over them (cli/api_processes.py)
+        from cli.api_processes import run_api_processes
+
+        run_api_processes(host, port, workers, log_level="info", access_log=access_log)
 
 
 def api_process_app() -> object:
-    """The app of one of uvicorn's API processes, which dies with the process that started it: a
-    SIGKILLed `fewshot serve` must not leave API processes holding its port (uvicorn's manager
-    stops them only when it is itself stopped)."""
+    """The app of one of several API processes, which dies with the process that started it: a
+    SIGKILLed `fewshot serve` must not leave API processes holding its port."""
     import multiprocessing
 
-    from service.main import create_app
+    from service.main import create_app, settle_heap
     from workers.lifecycle import die_with_parent
 
     parent = multiprocessing.parent_process()
     if parent is not None and parent.pid is not None:
         die_with_parent(signal.SIGKILL, parent=parent.pid)
-    return create_app()
+    app = create_app()
+    settle_heap()
+    return app
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 import sys
@@ -46,6 +47,21 @@ TAGS = [
     {"name": "models", "description": "meta-trained models"},
     {"name": "tasks", "description": "tasks adapted to a support set, and their predictions"},
 ]
+
+
+def settle_heap() -> None:
+    """Import now what the first request would, then put every object alive out of the cyclic
+    collector's sight. An API process holds about 300,000 objects after start-up and 800 more
+    modules (torch._dynamo, sympy: every torch optimizer imports them, so the first model a
+    process loads did) once it has served; each full collection scanned them all, a 150-240 ms
+    pause of every request in flight, several a minute under load (benchmarks/RESULTS.md, "Hot
+    predictions"). Frozen, they are never scanned again; what comes after is. For a process that
+    serves one app for its life (`fewshot serve`, `fewshot api`): frozen objects that become
+    cyclic garbage later are never freed, so tests that build many apps do not call it."""
+    import torch._dynamo  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
 
 
 @asynccontextmanager

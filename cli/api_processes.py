@@ -7,14 +7,15 @@ benchmark that open at once often all land in one process while the other idles 
 predictions"). With a socket per process the kernel spreads new connections over the
 processes by a hash of their addresses.
 
-The parent holds the port bound (not listening, so it is given no connections: a second
-`fewshot serve` on the port fails at once), starts the processes, starts again any that dies,
+The parent holds the port bound (not listening, so it is given no connections; a port already
+taken, by a second `fewshot serve` too, fails at once), starts the processes, starts again any that dies,
 and stops them all on SIGINT or SIGTERM. Each process dies with the parent (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
 import logging
+import logging.config
 import multiprocessing
 import signal
 import socket
@@ -45,12 +46,40 @@ def listener(host: str, port: int, listen: bool, backlog: int = 2048) -> socket.
     return sock
 
 
-def _process_main(host: str, port: int, options: dict[str, Any]) -> None:
-    """One API process: the app (cli.main.api_process_app: dies with its parent, heap settled),
-    then uvicorn on a listening socket of its own."""
-    import uvicorn
+def reserve(host: str, port: int) -> socket.socket:
+    """The parent's hold on the port, bound and not listening. First a bind without SO_REUSEPORT:
+    sockets that all set it share a port, so without this probe a second `fewshot serve` on a
+    port taken by the first would share its connections instead of failing. SystemExit(3) (as
+    uvicorn exits when its port is taken) with the reason when the port is not free."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+        return listener(host, port, listen=False)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
+        raise SystemExit(3) from exc
 
-    from cli.main import api_process_app
+
+def api_process_app() -> object:
+    """The app of one of several API processes, which dies with the process that started it: a
+    SIGKILLed `fewshot serve` must not leave API processes holding its port."""
+    from service.main import create_app, settle_heap
+    from workers.lifecycle import die_with_parent
+
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid is not None:
+        die_with_parent(signal.SIGKILL, parent=parent.pid)
+    app = create_app()
+    settle_heap()
+    return app
+
+
+def _process_main(host: str, port: int, options: dict[str, Any]) -> None:
+    """One API process: the app (api_process_app: dies with its parent, heap settled), then uvicorn
+    on a listening socket of its own."""
+    import uvicorn
 
     app = api_process_app()
     sock = listener(host, port, listen=True)
@@ -59,7 +88,10 @@ def _process_main(host: str, port: int, options: dict[str, Any]) -> None:
 
 def run_api_processes(host: str, port: int, processes: int, **options: Any) -> None:
     """`processes` API processes on host:port until SIGINT or SIGTERM; `options` go to uvicorn.Config."""
-    reserved = listener(host, port, listen=False)  # raises OSError (address in use) before anything starts
+    from uvicorn.config import LOGGING_CONFIG
+
+    logging.config.dictConfig(LOGGING_CONFIG)  # the parent's lines as uvicorn's own manager wrote them
+    reserved = reserve(host, port)
     context = multiprocessing.get_context("spawn")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

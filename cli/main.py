@@ -46,22 +46,6 @@ def _run_api(app: object, host: str, port: int, workers: int | None, access_log:
         run_api_processes(host, port, workers, log_level="info", access_log=access_log)
 
 
-def api_process_app() -> object:
-    """The app of one of several API processes, which dies with the process that started it: a
-    SIGKILLed `fewshot serve` must not leave API processes holding its port."""
-    import multiprocessing
-
-    from service.main import create_app, settle_heap
-    from workers.lifecycle import die_with_parent
-
-    parent = multiprocessing.parent_process()
-    if parent is not None and parent.pid is not None:
-        die_with_parent(signal.SIGKILL, parent=parent.pid)
-    app = create_app()
-    settle_heap()
-    return app
-
-
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",

@@ -15,9 +15,9 @@ import logging
 from typing import Literal
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from store import adaptation_events
 

@@ -1,15 +1,16 @@
 """Several API processes on one port, each with a listening socket of its own (SO_REUSEPORT).
 
 uvicorn's own multi-process mode shares one listening socket: whichever process wakes first
-accepts every connection waiting, so the 16 keep-alive connections of a load balancer or a
-benchmark that open at once often all land in one process while the other idles (a quarter of
-`wrk -c16` runs on 2 cores: half the throughput, twice the latency; benchmarks/RESULTS.md, "Hot
-predictions"). With a socket per process the kernel spreads new connections over the
+accepts every connection waiting, so the keep-alive connections of a load balancer or a
+benchmark that open at once can all land in one process while the other idles (one 10 s run in
+four of 16 clients on 2 cores: half the throughput, twice the latency; benchmarks/RESULTS.md,
+"Hot predictions"). With a socket per process the kernel spreads new connections over the
 processes by a hash of their addresses.
 
 The parent holds the port bound (not listening, so it is given no connections; a port already
-taken, by a second `fewshot serve` too, fails at once), starts the processes, starts again any that dies,
-and stops them all on SIGINT or SIGTERM. Each process dies with the parent (PR_SET_PDEATHSIG).
+taken, by a second `fewshot serve` too, fails at once), starts the processes, starts again any
+that dies, and stops them all on SIGINT or SIGTERM. Each process dies with the parent
+(PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations

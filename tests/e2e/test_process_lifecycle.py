@@ -131,8 +131,8 @@ def _sockets_by_process(pids: list[int], port: int, state: str) -> dict[int, set
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one API process on one core: nothing to spread")
 def test_connections_spread_over_the_api_processes(serve: ServeProcess) -> None:
     """Each API process listens on a socket of its own: with one socket shared, whichever process
-    woke first accepted every waiting connection (16 keep-alive connections opened at once all
-    went to one process in a quarter of wrk's runs under load). Counted from /proc: the listening
+    woke first accepted every waiting connection (16 keep-alive clients all went to one process in
+    one 10 s run of four under load). Counted from /proc: the listening
     sockets, and which process holds each of 16 established connections."""
     assert serve.process is not None
     deadline = time.monotonic() + 60

@@ -22,6 +22,7 @@ import signal
 import socket
 import threading
 import time
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 log = logging.getLogger("uvicorn.error")
@@ -30,20 +31,24 @@ RESTART_DELAY_S = 1.0  # between a process's death and its replacement, so a cra
 STOP_GRACE_S = 30.0  # uvicorn finishes the requests in flight after SIGTERM; SIGKILL after this
 
 
-def listener(host: str, port: int, listen: bool, backlog: int = 2048) -> socket.socket:
-    """A TCP socket bound to host:port with SO_REUSEPORT (and listening, when `listen`)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def _bound(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to host:port (SO_REUSEADDR, and SO_REUSEPORT when `reuse_port`), not listening."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        if listen:
-            sock.listen(backlog)
     except BaseException:
         sock.close()
         raise
-    sock.set_inheritable(False)
+    return sock
+
+
+def listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """An API process's own listening socket on host:port (SO_REUSEPORT)."""
+    sock = _bound(host, port, reuse_port=True)
+    sock.listen(backlog)
     return sock
 
 
@@ -52,12 +57,9 @@ def reserve(host: str, port: int) -> socket.socket:
     sockets that all set it share a port, so without this probe a second `fewshot serve` on a
     port taken by the first would share its connections instead of failing. SystemExit(3) (as
     uvicorn exits when its port is taken) with the reason when the port is not free."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-        return listener(host, port, listen=False)
+        _bound(host, port, reuse_port=False).close()
+        return _bound(host, port, reuse_port=True)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
         raise SystemExit(3) from exc
@@ -83,7 +85,7 @@ def _process_main(host: str, port: int, options: dict[str, Any]) -> None:
     import uvicorn
 
     app = api_process_app()
-    sock = listener(host, port, listen=True)
+    sock = listener(host, port)
     uvicorn.Server(uvicorn.Config(app, host=host, port=port, **options)).run(sockets=[sock])  # type: ignore[arg-type]
 
 
@@ -96,9 +98,9 @@ def run_api_processes(host: str, port: int, processes: int, **options: Any) -> N
     context = multiprocessing.get_context("spawn")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    children: list[Any] = []
+    children: list[BaseProcess] = []
 
-    def start() -> Any:
+    def start() -> BaseProcess:
         child = context.Process(target=_process_main, args=(host, port, options), name="fewshot-api")
         child.start()
         log.info("Started API process [%s]", child.pid)

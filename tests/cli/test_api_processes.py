@@ -11,7 +11,7 @@ from cli.api_processes import listener, reserve, run_api_processes
 
 
 def _held_port(reuse_port: bool) -> socket.socket:
-    return listener("127.0.0.1", 0, listen=True) if reuse_port else socket.create_server(("127.0.0.1", 0))
+    return listener("127.0.0.1", 0) if reuse_port else socket.create_server(("127.0.0.1", 0))
 
 
 @pytest.mark.parametrize("reuse_port", [False, True], ids=["another-program", "another-fewshot"])
@@ -30,7 +30,7 @@ def test_the_reservation_lets_the_api_processes_listen_and_takes_no_connection()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with reserve("127.0.0.1", port) as reserved, listener("127.0.0.1", port, listen=True) as process_socket:
+    with reserve("127.0.0.1", port) as reserved, listener("127.0.0.1", port) as process_socket:
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             accepted, _ = process_socket.accept()  # the one listening socket got it, not the reservation
             accepted.close()

@@ -25,6 +25,8 @@ import time
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from uvicorn.config import STARTUP_FAILURE
+
 log = logging.getLogger("uvicorn.error")
 
 RESTART_DELAY_S = 1.0  # between a process's death and its replacement, so a crash at start-up does not spin
@@ -55,14 +57,14 @@ def listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
 def reserve(host: str, port: int) -> socket.socket:
     """The parent's hold on the port, bound and not listening. First a bind without SO_REUSEPORT:
     sockets that all set it share a port, so without this probe a second `fewshot serve` on a
-    port taken by the first would share its connections instead of failing. SystemExit(3) (as
-    uvicorn exits when its port is taken) with the reason when the port is not free."""
+    port taken by the first would share its connections instead of failing. SystemExit(3), uvicorn's
+    STARTUP_FAILURE, as it exits when its port is taken, with the reason when the port is not free."""
     try:
         _bound(host, port, reuse_port=False).close()
         return _bound(host, port, reuse_port=True)
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
-        raise SystemExit(3) from exc
+        raise SystemExit(STARTUP_FAILURE) from exc
 
 
 def api_process_app() -> object:

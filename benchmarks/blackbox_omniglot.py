@@ -10,6 +10,7 @@ stored state phi as safetensors), black-box against MAML.
     .venv/bin/python benchmarks/blackbox_omniglot.py --smoke          # seconds: checks the script runs
     .venv/bin/python benchmarks/blackbox_omniglot.py --long           # 10x the steps, 64 channels
     .venv/bin/python benchmarks/blackbox_omniglot.py --settings 5x1 --save-models /tmp/bb-models
+    .venv/bin/python benchmarks/blackbox_omniglot.py --settings 5x1,20x1 --serve-ways 5,20  # each model at both ways
 
 Writes benchmarks/results/blackbox_omniglot[-smoke].json (every run, the command, wall time)
 and .md (the table). With --save-models DIR each learner's theta is saved there, for
@@ -50,11 +51,13 @@ LEARNER_CONFIGS: dict[str, dict[str, Any]] = {
     "protonet": {},
     "mann": {"architecture": "mann", "meta_lr": 3e-3},
     "attention": {"architecture": "attention", "width": 64, "meta_lr": 1e-3},
+    # the readout before "summaries", a slot per label: at most n_way classes (served_at stays empty above it)
+    "attention_slots": {"architecture": "attention", "attention_readout": "label_slots", "width": 64, "meta_lr": 1e-3},
 }
 
 
 def algorithm_of(name: str) -> str:
-    return "blackbox" if name in ("mann", "attention") else name
+    return "blackbox" if name in ("mann", "attention", "attention_slots") else name
 
 
 def build(name: str, tasks: OmniglotTasks, channels: int, seed: int) -> Learner:
@@ -87,11 +90,17 @@ def run_one(name: str, data: OmniglotImages, splits: dict, n_way: int, k_shot: i
     meta_train(learner, tasks, args.steps, batch, args.seed, on_step=lambda s, t, m: losses.append(m["loss"]))
     train_s = time.perf_counter() - start
     result = evaluate(learner, tasks, args.eval_episodes, args.seed)
+    served = {}  # the same model on held-out tasks of other ways, where it takes them
+    for ways in [int(w) for w in args.serve_ways.split(",") if w]:
+        if ways != n_way and ways <= learner.max_classes:
+            other = evaluate(learner, OmniglotTasks(data, splits, ways, k_shot, args.k_query), args.eval_episodes, args.seed)
+            served[f"{ways}-way"] = {"accuracy": round(other.mean, 4), "ci95": round(other.ci95, 4)}
     tail = max(len(losses) // 10, 1)
     run = {
         "learner": name, "n_way": n_way, "k_shot": k_shot, "meta_batch": batch, "accuracy": round(result.mean, 4),
         "ci95": round(result.ci95, 4), "episodes": result.episodes, "train_s": round(train_s, 1),
         "loss_first": round(sum(losses[:tail]) / tail, 4), "loss_last": round(sum(losses[-tail:]) / tail, 4),
+        "served_at": served,
         **adaptation_cost(learner, tasks, args.cost_tasks, args.seed),
     }
     if args.save_models:
@@ -102,12 +111,14 @@ def run_one(name: str, data: OmniglotImages, splits: dict, n_way: int, k_shot: i
 
 
 def table(runs: list[dict[str, Any]]) -> str:
-    lines = ["| learner | N-way K-shot | accuracy (95% CI) | train s | loss first -> last | adapt ms/task | phi bytes |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| learner | N-way K-shot | accuracy (95% CI) | served at other ways | train s | loss first -> last "
+             "| adapt ms/task | phi bytes |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in runs:
+        served = ", ".join(f"{w}: {100 * v['accuracy']:.1f} ± {100 * v['ci95']:.1f}" for w, v in r.get("served_at", {}).items())
         lines.append(
             f"| {r['learner']} | {r['n_way']}-way {r['k_shot']}-shot | {100 * r['accuracy']:.1f} ± {100 * r['ci95']:.1f} "
-            f"| {r['train_s']} | {r['loss_first']} -> {r['loss_last']} | {r['adapt_ms']} | {r['phi_bytes']} |"
+            f"| {served or '-'} | {r['train_s']} | {r['loss_first']} -> {r['loss_last']} | {r['adapt_ms']} | {r['phi_bytes']} |"
         )
     return "\n".join(lines)
 
@@ -125,6 +136,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval-episodes", type=int, default=200)
     p.add_argument("--cost-tasks", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--serve-ways", default="", help="comma-separated ways to evaluate each model at besides its own "
+                   "(learners that take any number of classes: protonet, attention)")
     p.add_argument("--save-models", default=None, help="folder for each learner's theta (for ood.py)")
     p.add_argument("--tag", default="", help="suffix of the result files")
     args = p.parse_args()

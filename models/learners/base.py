@@ -154,6 +154,12 @@ class Learner(ABC):
         return {}
 
     @classmethod
+    def stored_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """A stored model's config as this code reads it: keys added since it was stored whose
+        default would change the network get the value that matches its weights."""
+        return config
+
+    @classmethod
     def config_for(cls, config: Config, tasks: TaskFamily) -> Config:
         """The config this learner trains with on `tasks`: `config` itself unless the learner
         takes something from the dataset (the multi-task learner: its training tasks' names).

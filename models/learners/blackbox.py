@@ -4,6 +4,9 @@ phi_i = f_theta(D_i^tr) is a small summary h_i (the LSTM state of `mann`, the cl
 of `attention`) and a prediction is g(x; h_i, theta). Inputs are embedded first, by the MLP or
 the Conv4 of models/nets.py; labels enter as one-hot vectors over n_way slots (targets for
 regression), so a task with n < n_way classes uses the first n slots and gets n logits back.
+`attention` with its default `attention_readout` "summaries" enters a label as its class's
+mean embedding and scores a query against each class summary instead (models/learners/attention.py),
+so it reads tasks of any number of classes up to MAX_CLASSES, whatever way it trained at.
 
 Image embeddings normalise with the support set's statistics (MetaBN; Bronskill et al., 2020):
 on the support set this is exactly Conv4.embed() with its batch statistics, and the statistics
@@ -12,7 +15,7 @@ are stored in phi, so queries are normalised by them and never by one another.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,7 @@ from models.config import PREFIX, Config, ConfigError, Float
 from models.episodes import Episode, ProblemSpec
 from models.learners.attention import AttentionReader
 from models.learners.base import (
+    MAX_CLASSES,
     AdaptOptions,
     Channels,
     Learner,
@@ -45,6 +49,10 @@ class BlackBoxConfig(Config):
     width: Width = 128  # LSTM hidden size (mann) or token width (attention)
     layers: int = Field(1, ge=1, le=16)  # LSTM layers (mann) or attention blocks in the encoder and the decoder
     heads: int = Field(4, ge=1, le=64)  # attention heads (attention); they divide width
+    # attention, classification: "summaries" scores a query against each class summary (any number of classes up to
+    # 1,000, whatever the training way); "label_slots" against a learned embedding per label (at most n_way classes;
+    # attention models stored before this key). mann always has label slots.
+    attention_readout: Literal["summaries", "label_slots"] = "summaries"
     fewer_ways_fraction: Float = Field(0.5, ge=0, le=1)  # meta-batches on 2..n_way-1 classes: serves small tasks, and
     # easy tasks get black-box learners off their initial plateau at chance sooner
     max_grad_norm: Float = Field(5.0, gt=0)
@@ -68,9 +76,8 @@ class BlackBoxNet(nn.Module):
         if config.architecture == "mann":
             self.reader = MANNReader(dim, slots, slots, config.width, config.layers)
         else:
-            self.reader = AttentionReader(
-                dim, slots, slots, config.width, config.layers, config.heads, spec.output == "classification"
-            )
+            readout = config.attention_readout if spec.output == "classification" else "head"
+            self.reader = AttentionReader(dim, slots, slots, config.width, config.layers, config.heads, readout)
 
 
 class BlackBox(Learner):
@@ -80,6 +87,8 @@ class BlackBox(Learner):
     def __init__(self, spec: ProblemSpec, config: BlackBoxConfig) -> None:
         super().__init__(spec, config)
         self.classification = spec.output == "classification"
+        # labels are read through their class's summary, not a slot of their own: any number of classes
+        self.any_way = self.classification and config.architecture == "attention" and config.attention_readout == "summaries"
         self.net = BlackBoxNet(spec, config)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.meta_lr)
 
@@ -88,7 +97,10 @@ class BlackBox(Learner):
     def _summarize(self, support_x: Tensor, support_y: Tensor, n_classes: int | None) -> Params:
         """support_x: [T, S, *input_shape], support_y: [T, S] or [T, S, dim] -> phi, [T, ...] each."""
         e, stats = self.net.embedding(support_x)  # [T, S, D]
-        labels = F.one_hot(support_y, self.spec.n_way).float() if self.classification else support_y
+        if self.classification:
+            labels = F.one_hot(support_y, n_classes if self.any_way else self.spec.n_way).float()
+        else:
+            labels = support_y
         return {**stats, **self.net.reader.summarize(e, labels, n_classes)}
 
     def _readout(self, phi: Params, query_x: Tensor, n_classes: int | None) -> Tensor:
@@ -136,6 +148,17 @@ class BlackBox(Learner):
             sx, sy, qx, qy = sx[keep_s], sy[keep_s], qx[keep_q], qy[keep_q]
         order = torch.randperm(len(sx))
         return Episode(sx[order], sy[order], qx, qy)
+
+    @property
+    def max_classes(self) -> int:
+        return MAX_CLASSES if self.any_way else self.spec.n_way
+
+    @classmethod
+    def stored_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """Attention models stored before `attention_readout` existed read out through label slots."""
+        if config.get("architecture") == "attention" and "attention_readout" not in config:
+            return {**config, "attention_readout": "label_slots"}
+        return config
 
     def adapt(self, support_x: Tensor, support_y: Tensor, options: AdaptOptions | None = None) -> Params:
         """h_i from one read of the support set; inner_steps and inner_lr do not apply."""

@@ -39,7 +39,9 @@ def build_learner(algorithm: str, spec: ProblemSpec, config: Any) -> Learner:
 
 
 def load_learner(algorithm: str, spec: ProblemSpec, config: dict[str, Any], theta: Params) -> Learner:
-    learner = build_learner(algorithm, spec, config)
+    """A stored model: its config as this code reads it (Learner.stored_config), then its weights."""
+    cls = LEARNERS.get(algorithm)
+    learner = build_learner(algorithm, spec, cls.stored_config(config) if cls else config)
     learner.load_state(theta)
     return learner
 

@@ -23,6 +23,7 @@ from workers.pipelines import adapt_task, train_job
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 ARCHITECTURES = ["mann", "attention"]
+LABEL_SLOTS = {"mann": {"architecture": "mann"}, "attention, label_slots": {"architecture": "attention", "attention_readout": "label_slots"}}
 TINY = {"steps": 3, "meta_batch_size": 2, "eval_episodes": 3, "width": 16, "heads": 2}
 
 
@@ -52,7 +53,9 @@ def _train(client: TestClient, settings: Settings, dataset: str, config: dict) -
 @pytest.fixture(scope="module")
 def image_models(client, settings) -> dict[str, dict]:
     config = {**TINY, "n_way": 5, "k_shot": 1, "k_query": 2, "channels": 8}
-    return {arch: _train(client, settings, "omniglot", {**config, "architecture": arch}) for arch in ARCHITECTURES}
+    models = {arch: _train(client, settings, "omniglot", {**config, "architecture": arch}) for arch in ARCHITECTURES}
+    models["attention, label_slots"] = _train(client, settings, "omniglot", {**config, **LABEL_SLOTS["attention, label_slots"]})
+    return models
 
 
 def _png(seed: int) -> str:
@@ -89,8 +92,23 @@ def test_image_models_adapt_to_fewer_classes_and_predict_in_the_task_labels(clie
     np.testing.assert_allclose(reversed_body["probabilities"], body["probabilities"][::-1], atol=1e-6)
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_attention_trained_five_way_adapts_to_twenty_classes(client, settings, image_models):
+    model = image_models["attention"]  # the default readout, "summaries"
+    assert model["ways"] == 5 and model["max_classes"] == 1000, model
+    assert model["config"]["attention_readout"] == "summaries"
+    labels = [f"class {i}" for i in range(20)]
+    task_id = _adapt(client, settings, model["id"], [_png(i) for i in range(20)], labels)
+    assert ArtifactStore(settings.artifact_dir).load(state_key(task_id))["attention.summary"].shape[0] == 20
+    r = client.post(f"/v1/tasks/{task_id}/predictions", json={"inputs": [_png(3), _png(17)]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["labels"] == labels and all(len(p) == 20 for p in body["probabilities"])
+    assert body["predictions"] == ["class 3", "class 17"]  # a support image is its own class, the 4th and the 18th
+
+
+@pytest.mark.parametrize("architecture", list(LABEL_SLOTS))
 def test_more_classes_than_the_model_supports_or_wrong_shapes_are_refused(client, settings, image_models, architecture):
+    assert image_models[architecture]["max_classes"] == 5
     model_id = image_models[architecture]["id"]
     r = client.post(f"/v1/models/{model_id}/tasks", json={"support": {"inputs": [_png(i) for i in range(6)], "labels": list("abcdef")}})
     assert r.status_code == 422, r.text

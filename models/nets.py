@@ -136,7 +136,7 @@ class BatchNorm(nn.Module):
         return x_hat * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
 
 
-def support_statistics(net: nn.Module, forward: Callable[[], Tensor]) -> dict[str, Tensor]:
+def support_statistics(net: nn.Module, forward: Callable[[], object]) -> dict[str, Tensor]:
     """The statistics (mean, biased variance over N, H, W) of the input of every batch-statistics
     BatchNorm of `net` while `forward()` runs, keyed `<layer>.task_mean` / `<layer>.task_var`:
     run the task's adapted forward pass on its support set, and store the result with the task."""

@@ -17,6 +17,7 @@ from models.checkpoint import capture, restore
 from models.device import resolve_device
 from models.episodes import ProblemSpec, TaskFamily
 from models.learners import LEARNERS, AdaptOptions, AdaptRequest, Learner, Params, build_learner, load_learner
+from models.learners.base import AdaptationDiverged, check_support_outputs
 from models.multitask.evaluation import training_task_metrics
 from models.multitask.families import MultiTaskFamily
 from models.recipe import DataSources, Recipe, build_tasks, resolve
@@ -314,32 +315,24 @@ def warm_model(model_id: str, settings: Settings) -> bool:
     return True
 
 
-class AdaptationDiverged(ValueError):
-    """An adapted state that cannot predict: non-finite values, or non-finite outputs."""
-
-
 PROBE_EXAMPLES = 32  # support examples predicted to check an adapted state
 
 
 def check_adapted(learner: Learner, phi: dict[str, torch.Tensor], support_x: torch.Tensor, support_y: torch.Tensor) -> None:
     """Refuse a state with non-finite values, or one whose predictions for its own support
-    inputs are not finite: finite parameters of 1e36 (labels of 1e38 and a plain inner step)
-    give infinite outputs, which would answer every prediction with null."""
+    inputs are not finite (check_support_outputs); learners whose adapt() checked those outputs
+    already (checks_support_outputs: the MAML family, whose support pass records the batch-norm
+    statistics) are not asked to predict them again."""
     broken = sorted(k for k, v in phi.items() if v.is_floating_point() and not torch.isfinite(v).all())
     if broken:
         raise AdaptationDiverged(
             f"adaptation diverged: non-finite values in {', '.join(broken[:3])}; try a smaller inner_lr"
         )
+    if learner.checks_support_outputs:
+        return
     with torch.no_grad():
         outputs = learner.predict(phi, support_x[:PROBE_EXAMPLES])
-    if not torch.isfinite(outputs).all():
-        hint = "try a smaller inner_lr"
-        if support_y.is_floating_point():
-            hint = f"scale the labels down (the largest |label| is {support_y.abs().max().item():.3g}) or {hint}"
-        raise AdaptationDiverged(
-            "adaptation diverged: the adapted task's predictions for its own support inputs are not finite "
-            f"(beyond float32's range, about 3.4e38); {hint}"
-        )
+    check_support_outputs(outputs, support_y)
 
 
 def adapt_task(task_id: str, settings: Settings) -> str:

@@ -39,8 +39,27 @@ InnerRate = Annotated[Float, Field(gt=0, le=MAX_INNER_LR)]
 AdaptSteps = Annotated[int, Field(ge=0, le=MAX_ADAPT_STEPS)]
 
 # The most classes one task may have with a learner that builds a task's classes from its
-# support set (ProtoNet, the fine-tuning baseline), whatever way it trained at.
+# support set (ProtoNet, the fine-tuning baseline, attention), whatever way it trained at.
 MAX_CLASSES = 1000
+
+
+class AdaptationDiverged(ValueError):
+    """An adapted state that cannot predict: non-finite values, or non-finite outputs."""
+
+
+def check_support_outputs(outputs: Tensor, support_y: Tensor) -> None:
+    """Refuse an adapted state whose outputs for its own support inputs are not finite: finite
+    parameters of 1e36 (labels of 1e38 and a plain inner step) give infinite outputs, which
+    would answer every prediction with null."""
+    if torch.isfinite(outputs).all():
+        return
+    hint = "try a smaller inner_lr"
+    if support_y.is_floating_point():
+        hint = f"scale the labels down (the largest |label| is {support_y.abs().max().item():.3g}) or {hint}"
+    raise AdaptationDiverged(
+        "adaptation diverged: the adapted task's predictions for its own support inputs are not finite "
+        f"(beyond float32's range, about 3.4e38); {hint}"
+    )
 
 
 @dataclass(frozen=True)
@@ -82,6 +101,9 @@ class Learner(ABC):
     # unadapted: evaluation then also reports the unadapted score (regression: mse_unadapted).
     # The MAML family and the fine-tuning baseline.
     zero_steps_is_unadapted: ClassVar[bool] = False
+    # adapt() computes the adapted state's outputs for the support inputs anyway and refuses non-finite
+    # ones itself (check_support_outputs), so the adapt worker does not predict them again. The MAML family.
+    checks_support_outputs: ClassVar[bool] = False
     # The outer loop's optimizer over theta; every learner's __init__ sets it. Checkpoints
     # save and restore its state.
     optimizer: torch.optim.Optimizer

@@ -32,6 +32,7 @@ from models.learners.base import (
     MetaRate,
     Params,
     Widths,
+    check_support_outputs,
     same_shape_groups,
     stack_states,
 )
@@ -59,6 +60,7 @@ class MAML(Learner):
     algorithm = "maml"
     config_class = MAMLConfig
     zero_steps_is_unadapted = True
+    checks_support_outputs = True  # the support pass that records the batch-norm statistics
 
     def __init__(self, spec: ProblemSpec, config: MAMLConfig) -> None:
         super().__init__(spec, config)
@@ -129,7 +131,8 @@ class MAML(Learner):
         plan = self._adaptation(support_y, options)
         self.net.train()  # batch statistics, as in meta-training
         with torch.no_grad():  # serving builds no graph through the inner loop
-            phi = self._serving_adapt(plan)(support_x, support_y)
+            phi, outputs = self._serving_adapt(plan)(support_x, support_y)
+        check_support_outputs(outputs, support_y)
         return {k: v.detach().contiguous() for k, v in phi.items()}
 
     def adapt_many(self, requests: list[AdaptRequest], vectorize: bool | None = None) -> list[Params]:
@@ -161,8 +164,9 @@ class MAML(Learner):
                     continue
                 xs = torch.stack([requests[i].support_x for i in members])
                 ys = torch.stack([requests[i].support_y for i in members])
-                phis = vmap_tasks(self._serving_adapt(plans[members[0]]), xs, ys)
+                phis, outputs = vmap_tasks(self._serving_adapt(plans[members[0]]), xs, ys)
                 for j, i in enumerate(members):
+                    check_support_outputs(outputs[j], ys[j])
                     out[i] = {k: v[j].detach().contiguous() for k, v in phis.items()}
         return out
 
@@ -178,18 +182,21 @@ class MAML(Learner):
         n_classes = int(support_y.max()) + 1 if self.spec.output == "classification" else None
         return steps, scale, n_classes
 
-    def _serving_adapt(self, plan: tuple[int, float, int | None]) -> Callable[[Tensor, Tensor], Params]:
-        """(support_x, support_y) -> phi under `plan`: the inner loop from theta (the head cut to
-        the task's classes) and the support set's batch-norm statistics under the adapted weights.
-        Run under no_grad, eagerly or under vmap_tasks."""
+    def _serving_adapt(self, plan: tuple[int, float, int | None]) -> Callable[[Tensor, Tensor], tuple[Params, Tensor]]:
+        """(support_x, support_y) -> (phi, outputs) under `plan`: the inner loop from theta (the head
+        cut to the task's classes) and the support set's batch-norm statistics under the adapted
+        weights, from one pass over the support set whose outputs (what phi predicts for the support
+        inputs) come back for check_support_outputs. Run under no_grad, eagerly or under vmap_tasks."""
         steps, scale, n_classes = plan
         theta = {k: v.detach() for k, v in self._task_params(n_classes).items()}
         lr = self.inner_lr(theta, scale)
         lr = {k: v.detach() for k, v in lr.items()} if isinstance(lr, dict) else lr
 
-        def adapt(support_x: Tensor, support_y: Tensor) -> Params:
+        def adapt(support_x: Tensor, support_y: Tensor) -> tuple[Params, Tensor]:
             phi = self.adapt_from(theta, support_x, support_y, steps, lr, create_graph=False)
-            return {**phi, **support_statistics(self.net, lambda: self.predict_with(theta, phi, support_x))}
+            outputs: list[Tensor] = []
+            statistics = support_statistics(self.net, lambda: outputs.append(self.predict_with(theta, phi, support_x)))
+            return {**phi, **statistics}, outputs[0]
 
         return adapt
 

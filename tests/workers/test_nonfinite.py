@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from models.learners import AdaptRequest, Learner, build_learner
 from models.recipe import resolve
+from models.sinusoid import SinusoidTasks
 from store.artifacts import artifact_store, support_key
 from store.db import Job, JobEvent, Model, Task, init_db, session_scope
 from store.ids import new_id
@@ -73,3 +75,25 @@ def test_a_support_set_whose_state_predicts_infinity_fails_the_task(settings, si
 def test_an_ordinary_support_set_stays_ready(settings, sine_model):
     task_id = _task(settings, sine_model, [-2.0, 0.0, 2.0], [-0.9, 0.0, 0.9])
     assert pipelines.adapt_task(task_id, settings) == "ready"
+
+
+def _sine_learner() -> Learner:
+    torch.manual_seed(0)
+    return build_learner("maml", SinusoidTasks().spec, {"adapt_steps": 1, "hidden": [16, 16]})
+
+
+def test_maml_refuses_infinite_support_outputs_itself_eagerly_and_vectorised():
+    """The MAML family's support pass (the one that records the batch-norm statistics) is what phi
+    predicts for the support inputs: adapt() checks it, so the worker does not predict them again."""
+    learner = _sine_learner()
+    x, bad, good = torch.tensor([[0.0], [1.0]]), torch.tensor([[1e38], [1.0]]), torch.tensor([[0.5], [1.0]])
+    with pytest.raises(pipelines.AdaptationDiverged, match=r"not finite .*the largest \|label\| is 1e\+38"):
+        learner.adapt(x, bad)
+    with pytest.raises(pipelines.AdaptationDiverged, match="not finite"):
+        learner.adapt_many([AdaptRequest(x, good), AdaptRequest(x, bad)], vectorize=True)
+    phi = learner.adapt(x, good)
+    learner.predict = None  # type: ignore[method-assign]  # check_adapted must not predict again: adapt() checked
+    pipelines.check_adapted(learner, phi, x, good)
+    key = next(iter(phi))
+    with pytest.raises(pipelines.AdaptationDiverged, match=f"non-finite values in {key}"):  # the state itself still is
+        pipelines.check_adapted(learner, {**phi, key: torch.full_like(phi[key], float("nan"))}, x, good)

@@ -11,6 +11,7 @@ built from the alphabets its job held out as meta-test, with and without test-ti
     python benchmarks/curves.py --smoke
     python benchmarks/curves.py --recipes maml:sinusoid              # the default recipe, 2,000 steps
     python benchmarks/curves.py --recipes protonet:omniglot --steps 300
+    python benchmarks/curves.py --recipes protonet:omniglot --tag=-session9   # results beside the earlier ones
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--omniglot", type=Path, default=DATASETS / "omniglot")
     p.add_argument("--runs", type=int, default=20, help="one-shot runs scored for an Omniglot recipe")
+    p.add_argument("--tag", default="", help="suffix of the result files (curves-<algorithm>-<dataset><tag>.*)")
     args = p.parse_args()
     setup(args.threads)
     scratch = Path(tempfile.mkdtemp(prefix="fewshot-curves-"))
@@ -70,7 +72,7 @@ def main() -> None:
             events = session.query(JobEvent).filter(JobEvent.job_id == job_id).order_by(JobEvent.seq).all()
             points = [dict(e.data) for e in events if e.type == "progress"]
             final = next(dict(e.data) for e in reversed(events) if e.type == "status")
-        name = f"curves-{algorithm}-{dataset}" + ("-smoke" if args.smoke else "")
+        name = f"curves-{algorithm}-{dataset}" + ("-smoke" if args.smoke else "") + args.tag
         drawn = plot(points, recipe_name, RESULTS / f"{name}.png")
         metrics = final.get("metrics", {})
         runs = one_shot_runs(settings, model_id, args.omniglot, 2 if args.smoke else args.runs) if dataset == "omniglot" else {}

@@ -30,11 +30,11 @@ def batch_norm_from_primitives(x: Tensor, weight: Tensor, bias: Tensor, eps: flo
 
 
 class _ChannelsLastMaxPool(torch.autograd.Function):
-    """2x2 max-pool of an NCHW tensor, pooled in channels-last; returns (output, indices), both
-    NCHW (channels-last when x is: Conv4 on the CPU). The backward is torch's own (max_pool2d_with_indices_backward on NCHW tensors, with
-    the indices, which count positions within a plane whatever the layout), so that the
-    gradient stays NCHW for the batch norm before it, and it is differentiable again (second-
-    order MAML differentiates the inner loop's gradients)."""
+    """2x2 max-pool, pooled in channels-last; returns (output, indices) in x's layout (NCHW, or
+    channels-last: Conv4 on the CPU). The backward is torch's own (max_pool2d_with_indices_backward
+    with the indices, which count positions within a plane whatever the layout), so that the
+    gradient keeps the layout of the batch norm before it, and it is differentiable again
+    (second-order MAML differentiates the inner loop's gradients)."""
 
     @staticmethod
     def forward(x: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
@@ -64,8 +64,9 @@ def max_pool_2x2(x: Tensor) -> Tensor:
     one (_ChannelsLastMaxPool, backward in NCHW) forward and backward take 0.7 ms against 1.7
     (benchmarks/pooling.py). Letting autograd carry the channels-last layout backward instead
     cost what the forward saved: the batch norm's backward got a channels-last gradient for an
-    NCHW input. Smaller planes, vmap (its hidden batch dimension has no channels-last layout)
-    and CUDA take the plain call."""
+    NCHW input. Conv4 on the CPU now runs channels-last throughout (CHANNELS_LAST_ON_CPU), and a
+    channels-last x is pooled without copies and its output stays channels-last. Smaller planes,
+    vmap (its hidden batch dimension has no channels-last layout) and CUDA take the plain call."""
     if x.dim() != 4 or x.shape[-1] * x.shape[-2] < 196 or x.is_cuda or in_vmap():
         return F.max_pool2d(x, 2)
     if x.requires_grad and torch.is_grad_enabled():
@@ -85,7 +86,7 @@ def channels_last(x: Tensor) -> Tensor:
     if x.shape[1] != 1:
         return x.contiguous(memory_format=torch.channels_last)
     x = x.contiguous()
-    n, _, h, w = x.shape
+    h, w = x.shape[-2:]
     return x.as_strided(x.shape, (h * w, 1, w, 1))
 
 

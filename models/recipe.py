@@ -145,7 +145,8 @@ UPLOADED_FRACTIONS = (SPLIT_FRACTION, SPLIT_FRACTION)
 # training tasks, 5 queries, rotations as new classes, the learning rate halved 4 times) with
 # `augment`, split by alphabet so that whole alphabets stay unseen: 7.25% mean error on the
 # one-shot runs of held-out alphabets in 17 minutes on one thread (augmentation-protonet-60way.md),
-# 8.75% as a job with validation in 26 minutes (curves-protonet-omniglot.md), where the old 5-way
+# 8.75% as a job with validation in 26 minutes (curves-protonet-omniglot.md; 7.25% in 11 minutes once
+# Conv4 ran channels-last, curves-protonet-omniglot-session9.md), where the old 5-way
 # default with augment gave 13.2% (`augment` alone: 17.8% -> 13.2%, augmentation-protonet.md);
 # test-time augmentation with 8 views takes the two 60-way models to 4.75% and 4.0%, so its tasks
 # use it unless their options say otherwise (8 times the embedding work per adaptation and

@@ -125,4 +125,3 @@ class AttentionReader(nn.Module):
             label_embedding = self.token.weight[:, -self.label_dim :]  # [W, label_dim]
             return self.norm(q) @ label_embedding + self.head.bias
         return self.head(self.norm(q))
-

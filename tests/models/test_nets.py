@@ -67,3 +67,71 @@ def test_batch_statistics_are_the_mean_and_biased_variance_over_batch_and_plane(
     assert mean.shape == var.shape == (16,)
     torch.testing.assert_close(mean, expected_mean, rtol=0, atol=1e-5)
     torch.testing.assert_close(var, expected_var, rtol=1e-5, atol=1e-5)
+
+
+def _maml_meta_gradient(channels_last: bool, monkeypatch) -> dict[str, torch.Tensor]:
+    from models import nets
+    from models.episodes import Episode, ProblemSpec
+    from models.learners import build_learner
+
+    monkeypatch.setattr(nets, "CHANNELS_LAST_ON_CPU", channels_last)
+    torch.manual_seed(0)
+    learner = build_learner("maml", ProblemSpec((1, 28, 28), "classification", n_way=3),
+                            {"channels": 8, "inner_lr": 0.4, "inner_steps": 2})
+    g = torch.Generator().manual_seed(1)
+    episode = Episode(torch.rand(3, 1, 28, 28, generator=g), torch.arange(3),
+                      torch.rand(6, 1, 28, 28, generator=g), torch.arange(3).repeat(2))
+    learner.meta_train_step([episode])  # leaves the meta-gradient in .grad
+    return {k: v.grad.clone() for k, v in learner.net.named_parameters()}
+
+
+def test_conv4_runs_channels_last_on_the_cpu_and_computes_what_nchw_computes(monkeypatch):
+    """Every batch norm of Conv4 sees a channels-last tensor (a one-channel input too, whose strides
+    torch would leave NCHW), and the outputs and a second-order MAML meta-gradient are NCHW's to
+    float rounding."""
+    from models import nets
+
+    torch.manual_seed(0)
+    net = nets.Conv4(1, 28, out_dim=5, channels=8)
+    layouts: list[bool] = []
+    for block in net.features:
+        block.norm.register_forward_pre_hook(lambda _, args: layouts.append(nets.is_channels_last(args[0])))
+    x = torch.rand(6, 1, 28, 28)
+    fast = net(x)
+    assert layouts == [True, True, True, True]
+    monkeypatch.setattr(nets, "CHANNELS_LAST_ON_CPU", False)
+    layouts.clear()
+    torch.testing.assert_close(net(x), fast, rtol=1e-5, atol=1e-6)
+    assert layouts == [False, False, False, False]
+
+    cl, nchw = _maml_meta_gradient(True, monkeypatch), _maml_meta_gradient(False, monkeypatch)
+    for k in nchw:
+        if k.endswith("conv.bias"):  # a bias before batch norm: its true gradient is 0, both are rounding
+            assert cl[k].abs().max() < 1e-5 and nchw[k].abs().max() < 1e-5, k
+        else:
+            assert (cl[k] - nchw[k]).norm() <= 1e-4 * nchw[k].norm(), k
+
+
+def test_running_statistics_batch_norm_trains_as_the_elementwise_maths():
+    """The fused kernel with running averages from its own mean and inverse std: the output, the
+    gradients and the running averages of (x - mean) / sqrt(biased var + eps) * w + b."""
+    from models.nets import BatchNorm
+
+    torch.manual_seed(0)
+    norm = BatchNorm(8, running_stats=True)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-1, 1)
+    x = (torch.randn(12, 8, 5, 5) * 3 + 1).requires_grad_()
+    out = norm(x)
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = (x - mean).pow(2).mean(dim=(0, 2, 3), keepdim=True)
+    expected = (x - mean) * torch.rsqrt(var + norm.eps) * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn_like(out)
+    ours = torch.autograd.grad(out, [x, norm.weight, norm.bias], upstream)
+    reference = torch.autograd.grad(expected, [x, norm.weight, norm.bias], upstream)
+    for a, b in zip(ours, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(norm.running_mean, 0.1 * mean.detach().flatten(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(norm.running_var, 0.9 + 0.1 * var.detach().flatten(), rtol=1e-5, atol=1e-6)

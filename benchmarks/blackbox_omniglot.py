@@ -57,7 +57,7 @@ LEARNER_CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def algorithm_of(name: str) -> str:
-    return "blackbox" if name in ("mann", "attention", "attention_slots") else name
+    return "blackbox" if "architecture" in LEARNER_CONFIGS.get(name, {}) else name
 
 
 def build(name: str, tasks: OmniglotTasks, channels: int, seed: int) -> Learner:

@@ -14,13 +14,11 @@ medians and ratios.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from reporting import setup, write_results
+from reporting import alternating_medians, setup, write_results
 
 import models.nets as nets
 from models.episodes import Episode, ProblemSpec
@@ -91,18 +89,7 @@ def main() -> None:
     rows = []
     for label, call in cases(args.channels).items():
         repeats = max(args.repeats // 4, 2) if "step" in label else args.repeats
-        times: dict[bool, list[float]] = {False: [], True: []}
-        for i in range(4):  # warm-up, both layouts
-            use(bool(i % 2))
-            call()
-        for _ in range(repeats):  # alternating
-            for channels_last in (False, True):
-                use(channels_last)
-                t0 = time.perf_counter()
-                call()
-                times[channels_last].append((time.perf_counter() - t0) * 1000)
-        use(True)
-        nchw, fast = statistics.median(times[False]), statistics.median(times[True])
+        nchw, fast = alternating_medians(call, use, repeats)
         rows.append({"case": label, "nchw_ms": round(nchw, 2), "channels_last_ms": round(fast, 2),
                      "ratio": round(nchw / fast, 2), "calls": repeats})
         print(f"{label}: NCHW {nchw:.2f} ms, channels-last {fast:.2f} ms, {nchw / fast:.2f}x", flush=True)

@@ -229,7 +229,8 @@ def check_losses(results: dict[str, dict[str, dict]]) -> float:
             first = abs(row["ours"]["losses"][0] - row[impl]["losses"][0])
             diff = max(abs(a - b) for a, b in zip(row["ours"]["losses"], row[impl]["losses"], strict=True))
             if first > FIRST_LOSS_TOLERANCE or diff > LOSS_TOLERANCE:
-                raise AssertionError(f"{config}: {impl}'s meta-losses differ from ours by {diff:.2e} "
+                raise AssertionError(f"{config}: {impl}'s meta-losses differ from ours by {first:.2e} on the first "
+                                     f"iteration and {diff:.2e} at most "
                                      f"(ours {row['ours']['losses']}, {impl} {row[impl]['losses']})")
             worst = max(worst, diff)
     return worst

@@ -13,13 +13,11 @@ without them page faults on fresh activations hide the kernels); medians and rat
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from reporting import setup, write_results
+from reporting import alternating_medians, setup, write_results
 
 import models.nets as nets
 from models.episodes import Episode, ProblemSpec
@@ -76,18 +74,7 @@ def main() -> None:
     malloc_tuned = keep_freed_memory()
     rows = []
     for label, call in cases(args.channels).items():
-        times: dict[bool, list[float]] = {False: [], True: []}
-        for i in range(4):  # warm-up, both kernels
-            use(bool(i % 2))
-            call()
-        for _ in range(args.repeats):  # alternating
-            for channels_last in (False, True):
-                use(channels_last)
-                t0 = time.perf_counter()
-                call()
-                times[channels_last].append((time.perf_counter() - t0) * 1000)
-        use(True)
-        plain, fast = statistics.median(times[False]), statistics.median(times[True])
+        plain, fast = alternating_medians(call, use, args.repeats)
         rows.append({"case": label, "plain_ms": round(plain, 2), "channels_last_ms": round(fast, 2),
                      "ratio": round(plain / fast, 2)})
         print(f"{label}: plain {plain:.2f} ms, channels-last {fast:.2f} ms, {plain / fast:.2f}x")

@@ -6,8 +6,10 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,23 @@ def command() -> str:
 
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+
+
+def alternating_medians(call: Callable[[], object], use: Callable[[bool], None], repeats: int) -> tuple[float, float]:
+    """Median milliseconds of `call` under use(False) and under use(True), the two alternating call by call
+    in one process after two warm-up calls of each (so both see the same machine); leaves use(True) set."""
+    for i in range(4):
+        use(bool(i % 2))
+        call()
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeats):
+        for setting in (False, True):
+            use(setting)
+            t0 = time.perf_counter()
+            call()
+            times[setting].append((time.perf_counter() - t0) * 1000)
+    use(True)
+    return statistics.median(times[False]), statistics.median(times[True])
 
 
 def write_results(name: str, payload: dict[str, Any], markdown: str) -> None:

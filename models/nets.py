@@ -136,34 +136,31 @@ class BatchNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # x: [B, C, H, W]
         if self.task_mean.numel():  # a served task: its support set's statistics
-            mean, var = self.task_mean.view(1, -1, 1, 1), self.task_var.view(1, -1, 1, 1)
-            return (x - mean) * torch.rsqrt(var + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+            return self._normalize(x, self.task_mean, self.task_var)
         if not self.running_stats:
             if in_vmap():
                 return batch_norm_from_primitives(x, self.weight, self.bias, self.eps)
             return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         if not self.training:
-            mean = self.running_mean.view(1, -1, 1, 1)
-            var = self.running_var.view(1, -1, 1, 1)
-            x_hat = (x - mean) * torch.rsqrt(var + self.eps)
-            return x_hat * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-        if in_vmap():
-            mean = x.mean(dim=(0, 2, 3), keepdim=True)
-            var = (x - mean).pow(2).mean(dim=(0, 2, 3), keepdim=True)
-            out = (x - mean) * torch.rsqrt(var + self.eps) * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
-        else:  # the fused kernel, which also returns the batch's mean and 1 / sqrt(biased variance + eps)
-            out, mean, invstd = torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)
-            var = invstd.detach().pow(-2) - self.eps
+            return self._normalize(x, self.running_mean, self.running_var)
+        # The fused kernel, which also returns the batch's mean and 1 / sqrt(biased variance + eps).
+        out, mean, invstd = torch.native_batch_norm(x, self.weight, self.bias, None, None, True, 0.0, self.eps)
         with torch.no_grad():  # running averages of the batch's mean and biased variance
-            self.running_mean.lerp_(mean.detach().flatten(), self.momentum)
-            self.running_var.lerp_(var.detach().flatten(), self.momentum)
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(invstd.pow(-2) - self.eps, self.momentum)
         return out
 
+    def _normalize(self, x: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+        """x normalised with given per-channel statistics ([C] each), then scaled and shifted."""
+        shape = (1, -1, 1, 1)
+        return (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps) * self.weight.view(shape) + self.bias.view(shape)
 
-def support_statistics(net: nn.Module, forward: Callable[[], object]) -> dict[str, Tensor]:
+
+def support_statistics(net: nn.Module, forward: Callable[[], Tensor]) -> tuple[dict[str, Tensor], Tensor]:
     """The statistics (mean, biased variance over N, H, W) of the input of every batch-statistics
-    BatchNorm of `net` while `forward()` runs, keyed `<layer>.task_mean` / `<layer>.task_var`:
-    run the task's adapted forward pass on its support set, and store the result with the task."""
+    BatchNorm of `net` while `forward()` runs, keyed `<layer>.task_mean` / `<layer>.task_var`, and
+    forward()'s output: run the task's adapted forward pass on its support set, store the
+    statistics with the task, and the output is what the task predicts for its support inputs."""
     found: dict[str, Tensor] = {}
     hooks = []
     for name, module in net.named_modules():
@@ -174,11 +171,11 @@ def support_statistics(net: nn.Module, forward: Callable[[], object]) -> dict[st
 
             hooks.append(module.register_forward_pre_hook(record))
     try:
-        forward()
+        output = forward()
     finally:
         for hook in hooks:
             hook.remove()
-    return found
+    return found, output
 
 
 def task_statistics(params: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -71,8 +71,7 @@ class AttentionReader(nn.Module):
         super().__init__()
         self.readout_kind = readout
         self.label_dim = embed_dim if readout == "summaries" else label_dim  # a class's mean embedding, or one-hot
-        label_dim = self.label_dim
-        self.token = nn.Linear(embed_dim + label_dim, width)
+        self.token = nn.Linear(embed_dim + self.label_dim, width)
         self.encoder = nn.ModuleList(AttentionBlock(width, heads) for _ in range(layers))
         self.seeds = nn.Parameter(torch.randn(REGRESSION_SEEDS, width) / width**0.5)
         self.pool = AttentionBlock(width, heads)

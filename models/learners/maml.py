@@ -194,9 +194,8 @@ class MAML(Learner):
 
         def adapt(support_x: Tensor, support_y: Tensor) -> tuple[Params, Tensor]:
             phi = self.adapt_from(theta, support_x, support_y, steps, lr, create_graph=False)
-            outputs: list[Tensor] = []
-            statistics = support_statistics(self.net, lambda: outputs.append(self.predict_with(theta, phi, support_x)))
-            return {**phi, **statistics}, outputs[0]
+            statistics, outputs = support_statistics(self.net, lambda: self.predict_with(theta, phi, support_x))
+            return {**phi, **statistics}, outputs
 
         return adapt
 

@@ -38,22 +38,10 @@ def test_second_order_maml_meta_gradient_is_unchanged_by_the_channels_last_pool(
     """A second-order MAML meta-step on Conv4 (inner loop with create_graph) gives the same
     meta-gradient with the channels-last pool as with torch's plain one."""
     from models import nets
-    from models.episodes import Episode, ProblemSpec
-    from models.learners import build_learner
 
-    def meta_gradient() -> dict[str, torch.Tensor]:
-        torch.manual_seed(0)
-        learner = build_learner("maml", ProblemSpec((1, 28, 28), "classification", n_way=3),
-                                {"channels": 8, "inner_lr": 0.4, "inner_steps": 2})
-        g = torch.Generator().manual_seed(1)
-        episode = Episode(torch.rand(3, 1, 28, 28, generator=g), torch.arange(3),
-                          torch.rand(6, 1, 28, 28, generator=g), torch.arange(3).repeat(2))
-        learner.meta_train_step([episode])  # leaves the meta-gradient in .grad
-        return {k: v.grad.clone() for k, v in learner.net.named_parameters()}
-
-    fast = meta_gradient()
+    fast = _maml_meta_gradient()
     monkeypatch.setattr(nets, "max_pool_2x2", lambda x: F.max_pool2d(x, 2))
-    plain = meta_gradient()
+    plain = _maml_meta_gradient()
     assert all(g.abs().sum() > 0 for g in plain.values())
     for k in plain:
         torch.testing.assert_close(fast[k], plain[k], rtol=1e-5, atol=1e-7)
@@ -69,12 +57,11 @@ def test_batch_statistics_are_the_mean_and_biased_variance_over_batch_and_plane(
     torch.testing.assert_close(var, expected_var, rtol=1e-5, atol=1e-5)
 
 
-def _maml_meta_gradient(channels_last: bool, monkeypatch) -> dict[str, torch.Tensor]:
-    from models import nets
+def _maml_meta_gradient() -> dict[str, torch.Tensor]:
+    """The meta-gradient of one second-order MAML meta-step on a small Conv4, from fixed weights and data."""
     from models.episodes import Episode, ProblemSpec
     from models.learners import build_learner
 
-    monkeypatch.setattr(nets, "CHANNELS_LAST_ON_CPU", channels_last)
     torch.manual_seed(0)
     learner = build_learner("maml", ProblemSpec((1, 28, 28), "classification", n_way=3),
                             {"channels": 8, "inner_lr": 0.4, "inner_steps": 2})
@@ -104,7 +91,10 @@ def test_conv4_runs_channels_last_on_the_cpu_and_computes_what_nchw_computes(mon
     torch.testing.assert_close(net(x), fast, rtol=1e-5, atol=1e-6)
     assert layouts == [False, False, False, False]
 
-    cl, nchw = _maml_meta_gradient(True, monkeypatch), _maml_meta_gradient(False, monkeypatch)
+    monkeypatch.setattr(nets, "CHANNELS_LAST_ON_CPU", True)
+    cl = _maml_meta_gradient()
+    monkeypatch.setattr(nets, "CHANNELS_LAST_ON_CPU", False)
+    nchw = _maml_meta_gradient()
     for k in nchw:
         if k.endswith("conv.bias"):  # a bias before batch norm: its true gradient is 0, both are rounding
             assert cl[k].abs().max() < 1e-5 and nchw[k].abs().max() < 1e-5, k

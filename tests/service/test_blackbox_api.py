@@ -23,7 +23,12 @@ from workers.pipelines import adapt_task, train_job
 
 REDIS_URL = "redis://127.0.0.1:6379/12"
 ARCHITECTURES = ["mann", "attention"]
-LABEL_SLOTS = {"mann": {"architecture": "mann"}, "attention, label_slots": {"architecture": "attention", "attention_readout": "label_slots"}}
+IMAGE_MODELS = {  # the default readouts, and attention's older one (a slot per label)
+    "mann": {"architecture": "mann"},
+    "attention": {"architecture": "attention"},
+    "attention, label_slots": {"architecture": "attention", "attention_readout": "label_slots"},
+}
+LABEL_SLOTS = ["mann", "attention, label_slots"]  # at most n_way classes
 TINY = {"steps": 3, "meta_batch_size": 2, "eval_episodes": 3, "width": 16, "heads": 2}
 
 
@@ -53,9 +58,7 @@ def _train(client: TestClient, settings: Settings, dataset: str, config: dict) -
 @pytest.fixture(scope="module")
 def image_models(client, settings) -> dict[str, dict]:
     config = {**TINY, "n_way": 5, "k_shot": 1, "k_query": 2, "channels": 8}
-    models = {arch: _train(client, settings, "omniglot", {**config, "architecture": arch}) for arch in ARCHITECTURES}
-    models["attention, label_slots"] = _train(client, settings, "omniglot", {**config, **LABEL_SLOTS["attention, label_slots"]})
-    return models
+    return {name: _train(client, settings, "omniglot", {**config, **extra}) for name, extra in IMAGE_MODELS.items()}
 
 
 def _png(seed: int) -> str:
@@ -106,7 +109,7 @@ def test_attention_trained_five_way_adapts_to_twenty_classes(client, settings, i
     assert body["predictions"] == ["class 3", "class 17"]  # a support image is its own class, the 4th and the 18th
 
 
-@pytest.mark.parametrize("architecture", list(LABEL_SLOTS))
+@pytest.mark.parametrize("architecture", LABEL_SLOTS)
 def test_more_classes_than_the_model_supports_or_wrong_shapes_are_refused(client, settings, image_models, architecture):
     assert image_models[architecture]["max_classes"] == 5
     model_id = image_models[architecture]["id"]

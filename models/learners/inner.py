@@ -13,6 +13,7 @@ from models.vectorized import in_vmap
 Params = dict[str, Tensor]
 Forward = Callable[[Params, Tensor], Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
+Gradients = Callable[[Params, Tensor, Tensor], Params]  # (params, x, y) -> d loss / d params, every param
 Rule = Literal["sgd", "adam"]
 
 
@@ -28,6 +29,7 @@ def inner_loop(
     create_graph: bool,
     adapt_keys: Collection[str] | None = None,
     rule: Rule = "sgd",
+    gradients: Gradients | None = None,
 ) -> Params:
     """`steps` gradient steps on loss_fn(forward(params, x), y); returns the adapted params.
 
@@ -43,25 +45,32 @@ def inner_loop(
     only, no graph through the steps, not under vmap).
 
     Eagerly the step gradients come from torch.autograd.grad; under vmap (tasks vectorized by
-    models.vectorized) from torch.func.grad, the one that composes with vmap. The loop is the
-    same either way.
+    models.vectorized) from torch.func.grad, the one that composes with vmap; with `gradients`
+    (serving only: grad mode off, every param adapted, sgd) from that function, e.g.
+    models.direct_grad's Conv4 gradients without autograd. The loop is the same either way.
     """
     keys = list(adapt_keys) if adapt_keys is not None else list(params)
     if steps == 0:
         return dict(params)
     vmapped = in_vmap()
     track = torch.is_grad_enabled()  # meta-training differentiates the result; serving does not
-    if not vmapped:  # fresh leaves where nothing upstream is differentiated: step gradients are taken w.r.t. them
+    serving = not (track or vmapped)
+    if gradients is not None and not (serving and adapt_keys is None and rule == "sgd"):
+        raise ValueError("direct gradients serve adaptation only: grad mode off, no vmap, every param, sgd")
+    if not vmapped and gradients is None:  # fresh leaves where nothing upstream is differentiated: step gradients are taken w.r.t. them
         leaves = {k: params[k].detach().requires_grad_() for k in keys if not (track and params[k].requires_grad)}
         params = {**params, **leaves}
-    update = _adam(params, keys, lr, create_graph, vmapped) if rule == "adam" else _sgd(lr)
+    update = _adam(params, keys, lr, create_graph, vmapped) if rule == "adam" else _sgd(lr, foreach=serving)
     for _ in range(steps):
-        grads = _gradients(forward, params, keys, x, y, loss_fn, create_graph, vmapped)
+        if gradients is not None:
+            grads = gradients(params, x, y)
+        else:
+            grads = _gradients(forward, params, keys, x, y, loss_fn, create_graph, vmapped)
         updated = update(params, grads)
-        if not (track or vmapped):  # serving: the next step differentiates w.r.t. the new values
+        if serving and gradients is None:  # serving: the next step differentiates w.r.t. the new values
             updated = {k: v.requires_grad_() for k, v in updated.items()}
         params = {**params, **updated}
-    if not (track or vmapped):
+    if serving:
         params = {k: v.detach() for k, v in params.items()}
     return params
 
@@ -89,8 +98,18 @@ def _gradients(
 Update = Callable[[Params, Params], Params]
 
 
-def _sgd(lr: float | Params) -> Update:
+def _sgd(lr: float | Params, foreach: bool) -> Update:
+    """params - lr * grads; with `foreach` (serving: no graph, no vmap) in one or two fused calls over every param."""
+
     def update(params: Params, grads: Params) -> Params:
+        if foreach:
+            keys = list(grads)
+            values, g = [params[k] for k in keys], [grads[k] for k in keys]
+            if isinstance(lr, dict):
+                new = torch._foreach_sub(values, torch._foreach_mul(g, [lr[k] for k in keys]))
+            else:
+                new = torch._foreach_add(values, g, alpha=-lr)
+            return dict(zip(keys, new, strict=True))
         return {k: params[k] - (lr[k] if isinstance(lr, dict) else lr) * g for k, g in grads.items()}
 
     return update

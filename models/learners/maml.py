@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from models.config import Config
+from models.direct_grad import applies, conv4_support_pass, direct_gradients
 from models.episodes import Episode, ProblemSpec
 from models.learners.base import (
     MAX_ADAPT_STEPS,
@@ -37,7 +38,7 @@ from models.learners.base import (
     stack_states,
 )
 from models.learners.inner import inner_loop
-from models.nets import build_backbone, support_statistics
+from models.nets import build_backbone, channels_last, support_statistics
 from models.vectorized import stack_episodes, vmap_query_outputs, vmap_tasks
 
 InnerLR = float | Params
@@ -82,13 +83,22 @@ class MAML(Learner):
         return self.config.inner_lr * scale
 
     def adapt_from(self, theta: Params, x: Tensor, y: Tensor, steps: int, lr: InnerLR, create_graph: bool) -> Params:
-        """phi from theta and a support set: every parameter after `steps` inner steps."""
-        return inner_loop(self._forward, theta, x, y, self.loss, steps, lr, create_graph=create_graph)
+        """phi from theta and a support set: every parameter after `steps` inner steps. Serving a
+        classifier on a Conv4 takes the step gradients without autograd (models.direct_grad)."""
+        gradients = direct_gradients(self.net, x) if self._direct and not create_graph else None
+        if gradients is not None:  # the layout of the convolutions' inputs and of their weight gradients
+            theta = {k: channels_last(v) if v.dim() == 4 else v for k, v in theta.items()}
+        return inner_loop(self._forward, theta, x, y, self.loss, steps, lr, create_graph=create_graph, gradients=gradients)
 
     def predict_with(self, theta: Params, phi: Params, x: Tensor) -> Tensor:
         return self._forward(phi, x)
 
     # Shared by the MAML family.
+
+    @property
+    def _direct(self) -> bool:
+        """Whether serving may take the direct path: classification (its loss is cross-entropy)."""
+        return self.spec.output == "classification"
 
     def _forward(self, params: Params, x: Tensor) -> Tensor:
         return functional_call(self.net, params, (x,))
@@ -194,6 +204,9 @@ class MAML(Learner):
 
         def adapt(support_x: Tensor, support_y: Tensor) -> tuple[Params, Tensor]:
             phi = self.adapt_from(theta, support_x, support_y, steps, lr, create_graph=False)
+            if type(self).predict_with is MAML.predict_with and self._direct and applies(self.net, support_x):
+                statistics, outputs = conv4_support_pass(self.net, phi, support_x)  # type: ignore[arg-type]
+                return {**phi, **statistics}, outputs
             statistics, outputs = support_statistics(self.net, lambda: self.predict_with(theta, phi, support_x))
             return {**phi, **statistics}, outputs
 

@@ -1,0 +1,102 @@
+"""Serving's direct Conv4 gradients (models.direct_grad) are autograd's: per step, and through a
+whole adaptation of MAML, first-order MAML and Meta-SGD (adapted weights, stored batch-norm
+statistics and the support outputs checked); the direct path stays off where it is not the same
+maths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from models import direct_grad
+from models.direct_grad import applies, conv4_cross_entropy_gradients, conv4_support_pass
+from models.episodes import ProblemSpec
+from models.learners import AdaptOptions, build_learner
+from models.learners.inner import inner_loop
+from models.nets import Conv4, support_statistics
+from models.vectorized import vmap_tasks
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal to float32 rounding, relative to the larger tensor's scale."""
+    return bool((a - b).abs().max() <= 1e-5 * max(1.0, float(b.abs().max())))
+
+
+@pytest.mark.parametrize(("shape", "channels", "classes"), [((1, 28, 28), 16, 5), ((3, 20, 20), 8, 3), ((1, 32, 32), 4, 2)])
+def test_direct_gradients_equal_autograds(shape, channels, classes):
+    torch.manual_seed(0)
+    net = Conv4(shape[0], shape[1], 5, channels)
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    params["head.weight"], params["head.bias"] = params["head.weight"][:classes], params["head.bias"][:classes]
+    x, y = torch.randn(2 * classes, *shape), torch.arange(classes).repeat(2)
+    leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
+    loss = F.cross_entropy(functional_call(net, leaves, (x,)), y)
+    expected = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
+    with torch.no_grad():
+        assert applies(net, x)
+        got = conv4_cross_entropy_gradients(net, params, x, y)
+    assert set(got) == set(expected)
+    for k in expected:
+        assert close(got[k], expected[k]), k
+
+    with torch.no_grad():
+        statistics, outputs = conv4_support_pass(net, params, x)
+        hooked, hooked_outputs = support_statistics(net, lambda: functional_call(net, params, (x,)))
+    assert set(statistics) == set(hooked)
+    assert all(close(statistics[k], hooked[k]) for k in hooked)
+    assert close(outputs, hooked_outputs)
+
+
+@pytest.mark.parametrize(("algorithm", "config"), [
+    ("maml", {}), ("fomaml", {}), ("metasgd", {"lr_granularity": "parameter"}), ("metasgd", {"lr_granularity": "tensor"}),
+])
+@pytest.mark.parametrize("classes", [5, 3])
+def test_adaptation_through_direct_gradients_equals_autograds(algorithm, config, classes):
+    """The stored state (adapted weights and support statistics) is the same either way."""
+    torch.manual_seed(0)
+    spec = ProblemSpec((1, 28, 28), "classification", n_way=5)
+    learner = build_learner(algorithm, spec, {"channels": 8, "inner_lr": 0.4, "adapt_steps": 3, **config})
+    x, y = torch.rand(2 * classes, 1, 28, 28), torch.arange(classes).repeat(2)
+    direct = learner.adapt(x, y)
+    direct_grad.DIRECT_ON_CPU = False
+    try:
+        reference = learner.adapt(x, y)
+        reference_steps = learner.adapt(x, y, AdaptOptions(inner_steps=1, inner_lr=0.1))
+    finally:
+        direct_grad.DIRECT_ON_CPU = True
+    assert set(direct) == set(reference)
+    for k in reference:
+        assert close(direct[k], reference[k]), k
+    assert any(not torch.equal(direct[k], learner.state()[k]) for k in learner.state())  # the steps moved theta
+    options = learner.adapt(x, y, AdaptOptions(inner_steps=1, inner_lr=0.1))
+    assert all(close(options[k], reference_steps[k]) for k in reference_steps)
+    assert direct["head.weight"].is_contiguous() and direct["features.1.conv.weight"].is_contiguous()  # stored NCHW
+
+
+def test_direct_path_only_where_it_is_the_same_maths():
+    torch.manual_seed(0)
+    net, x = Conv4(1, 28, 5, 4), torch.rand(2, 1, 28, 28)
+    assert not applies(net, x)  # grad mode on: meta-training differentiates with autograd
+    with torch.no_grad():
+        assert applies(net, x)
+        assert not applies(Conv4(1, 28, 5, 4, running_stats=True), x)  # ProtoNet's and fine-tuning's running statistics
+        assert not applies(net, x.double())
+        assert not applies(torch.nn.Linear(4, 2), x)
+        seen: list[bool] = []
+        vmap_tasks(lambda xi: seen.append(applies(net, xi)) or xi.sum(), x[:, None])
+        assert seen == [False]
+        direct_grad.DIRECT_ON_CPU = False
+        try:
+            assert not applies(net, x)
+        finally:
+            direct_grad.DIRECT_ON_CPU = True
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    gradients = lambda p, x, y: conv4_cross_entropy_gradients(net, p, x, y)  # noqa: E731
+    forward = lambda p, x: functional_call(net, p, (x,))  # noqa: E731
+    with pytest.raises(ValueError, match="serve adaptation only"):  # grad mode on
+        inner_loop(forward, params, x, torch.arange(2), F.cross_entropy, 1, 0.1, create_graph=False, gradients=gradients)
+    with torch.no_grad(), pytest.raises(ValueError, match="serve adaptation only"):
+        inner_loop(forward, params, x, torch.arange(2), F.cross_entropy, 1, 0.1, create_graph=False,
+                   adapt_keys=["head.weight"], gradients=gradients)

@@ -8,13 +8,14 @@ predictions (benchmarks/results/http_predictions.md).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from celery import Celery
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from service.auth import authenticate
+from service.auth import authenticate, presented_key
 from service.idempotency import Idempotency
 from service.predictor import Predictor
 from store.artifacts import ArtifactStore
@@ -54,12 +55,20 @@ def tenant_of(request: Request, session: Session) -> str:
     return tenant
 
 
-def authenticate_briefly(request: Request) -> str:
-    """tenant_of in a session of its own, closed before it returns (its connection back in the
-    pool): for async routes that must not hold a connection for the whole request. Blocking:
-    call it in the thread pool."""
-    with session_scope(request.app.state.db_url) as session:
-        return tenant_of(request, session)
+async def cached_tenant_of(state: Any, request: Request) -> str:
+    """tenant_of through the API process's key cache (service/hot.py: SQL only on a miss, in the
+    thread pool, and no connection held after it): for async routes, the prediction fast path and
+    POST /v1/models/{id}/tasks. `state`: the app's state (the raw prediction handler has no app
+    on its request)."""
+    hot = state.hot
+    require_auth = state.settings.require_auth
+    key = presented_key(request)
+    tenant = hot.cached_tenant(key, require_auth)
+    if tenant is None:
+        tenant = await run_in_threadpool(hot.load_tenant, key, require_auth)
+    if state.rate_limiter.per_minute > 0:
+        await run_in_threadpool(state.rate_limiter.check, tenant)
+    return str(tenant)
 
 
 # The header, declared once for the routes that read it themselves (async routes).

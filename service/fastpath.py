@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.episodes import ProblemSpec
-from service.auth import presented_key
+from service.deps import cached_tenant_of
 from service.errors import ApiError, Conflict, InvalidInput, NotFound, PayloadTooLarge
 from service.hot import HotRows
 from service.inputs import MAX_ITEMS, InputBudget, check_finite_outputs, parse_inputs
@@ -49,12 +49,7 @@ async def predictions(state: Any, request: Request, task_id: str, parse: Parse, 
     """The JSON answer for a prediction request: the same for the raw handler and the declared route."""
     hot: HotRows = state.hot
     settings = state.settings
-    key = presented_key(request)
-    tenant = hot.cached_tenant(key, settings.require_auth)
-    if tenant is None:
-        tenant = await run_in_threadpool(hot.load_tenant, key, settings.require_auth)
-    if state.rate_limiter.per_minute > 0:
-        await run_in_threadpool(state.rate_limiter.check, tenant)
+    tenant = await cached_tenant_of(state, request)
     task = hot.cached_task(task_id) or await run_in_threadpool(hot.load_task, task_id)
     if task is None or task.tenant_id != tenant:
         raise NotFound("task", task_id, param="task_id")

@@ -21,7 +21,7 @@ from service.deps import (
     PredictorDep,
     SessionDep,
     TenantDep,
-    authenticate_briefly,
+    cached_tenant_of,
 )
 from service.errors import InvalidInput, NotFound, Unavailable
 from service.fastpath import json_inputs, predictions
@@ -194,7 +194,7 @@ async def create_task(
     admission: Admission = state.admission
     marks: Marks = [("start", time.perf_counter())]
     with admission.process_slot():
-        tenant = await run_in_threadpool(authenticate_briefly, request)
+        tenant = await cached_tenant_of(state, request)
         marks.append(("auth", time.perf_counter()))
         async with admission.tenant_slot(tenant):
             new = _NewTask(request, model_id, body, tenant, idempotency_key, new_id("tsk"))

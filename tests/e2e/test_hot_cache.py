@@ -1,6 +1,6 @@
 """Issue 15, point 1: API processes serve hot predictions from in-process caches of task, model and
 API-key rows, and every process drops them at once when any process deletes a task or a model or
-a key is revoked. Two real API processes (`fewshot serve` and a second `fewshot api` on its own
+a key is revoked (predictions and new tasks). Two real API processes (`fewshot serve` and a second `fewshot api` on its own
 port, the same database and Redis) with a TTL of 10 minutes: only the invalidation message can
 make the second process see a change within the test. Also point 2: raw float32 bodies answer
 as the JSON ones."""
@@ -109,6 +109,8 @@ def test_deletes_and_revocations_reach_every_api_process(two_apis):
     for api in (first, second):
         assert_error(api.get("/v1/models"), 401, "invalid_api_key")
         assert_error(_predict(api, other), 401, "invalid_api_key")
+        # POST .../tasks reads the same key cache (both processes have served one with the key)
+        assert_error(api.post(f"/v1/models/{job['model_id']}/tasks", json={"support": SUPPORT}), 401, "invalid_api_key")
 
 
 def test_float32_bodies_answer_as_json(two_apis):

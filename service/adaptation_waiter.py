@@ -3,8 +3,9 @@
 POST /v1/models/{id}/tasks registers a future for its task id before it sends the task, then
 awaits it. The listener, an asyncio task started on first use, reads the channel the adapt
 worker announces on (store/adaptation_events.py) and resolves the future of each task it
-hears about. When the listener loses Redis (an error, or no answer to its pings), every
-pending future resolves as `lost` and the requests re-read their rows: a 202 at worst.
+hears about with its announcement (the outcome the worker recorded: the request answers from it
+without reading the row again). When the listener loses Redis (an error, or no answer to its
+pings), every pending future resolves as `lost` and the requests re-read their rows: a 202 at worst.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from store import adaptation_events
+from store.adaptation_events import Announcement
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["announced", "timeout", "lost"]
+Unheard = Literal["timeout", "lost"]
+Heard = Announcement | Unheard  # how a wait ended: the task's announcement, or why there was none
 
 CONNECT_TIMEOUT_S = 1.0  # default: connecting, and waiting for the subscription's confirmation
 READ_TIMEOUT_S = 5.0  # any one socket read or write
@@ -36,7 +39,7 @@ class AdaptationWaiter:
     def __init__(self, redis_url: str | None, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         self.redis_url = redis_url
         self.connect_timeout = connect_timeout  # FEWSHOT_REDIS_TIMEOUT_SECONDS in the API
-        self._futures: dict[str, asyncio.Future[Outcome]] = {}
+        self._futures: dict[str, asyncio.Future[Heard]] = {}
         self._subscribed = asyncio.Event()
         self._tried = asyncio.Event()  # the listener's first subscription succeeded or failed
         self._task: asyncio.Task[None] | None = None
@@ -46,12 +49,12 @@ class AdaptationWaiter:
     def listening(self) -> bool:
         return self._subscribed.is_set()
 
-    async def expect(self, task_id: str) -> asyncio.Future[Outcome]:
+    async def expect(self, task_id: str) -> asyncio.Future[Heard]:
         """A future that resolves when task_id's adaptation is announced; register it before
         sending the task. Already `lost` when no listener is subscribed (the first request of a
         process gives a new listener up to connect_timeout to subscribe)."""
         self._start()
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Heard] = asyncio.get_running_loop().create_future()
         if not self._subscribed.is_set() and not self._tried.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._tried.wait(), self.connect_timeout)
@@ -61,8 +64,8 @@ class AdaptationWaiter:
             future.set_result("lost")
         return future
 
-    async def wait(self, task_id: str, future: asyncio.Future[Outcome], timeout: float) -> Outcome:
-        """How the wait ended: announced, timeout, or lost (the listener lost Redis)."""
+    async def wait(self, task_id: str, future: asyncio.Future[Heard], timeout: float) -> Heard:
+        """How the wait ended: the task's announcement, timeout, or lost (the listener lost Redis)."""
         try:
             done, _ = await asyncio.wait({future}, timeout=timeout)
             return future.result() if done else "timeout"
@@ -146,10 +149,12 @@ class AdaptationWaiter:
                 await asyncio.wait_for(pubsub.ping(), READ_TIMEOUT_S)  # its pong comes as a message
                 pinged = now
 
-    def _announce(self, task_id: str | None) -> None:
-        future = self._futures.pop(task_id, None) if task_id else None
+    def _announce(self, announcement: Announcement | None) -> None:
+        if announcement is None:
+            return
+        future = self._futures.pop(announcement.task_id, None)
         if future is not None and not future.done():
-            future.set_result("announced")
+            future.set_result(announcement)
 
     def _lose_all(self) -> None:
         futures, self._futures = self._futures, {}

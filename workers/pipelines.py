@@ -23,6 +23,7 @@ from models.multitask.families import MultiTaskFamily
 from models.recipe import DataSources, Recipe, build_tasks, resolve
 from models.training import TrainingDiverged, Validation, evaluate, meta_train
 from store.adaptation_claims import Claims, ClaimsUnavailable
+from store.adaptation_events import Announcement
 from store.artifacts import (
     ArtifactStore,
     artifact_store,
@@ -340,7 +341,7 @@ def adapt_task(task_id: str, settings: Settings) -> str:
     return adapt_tasks(task_id, settings).get(task_id, "adapting")
 
 
-Settled = Callable[[dict[str, str]], None]  # told the statuses of each chunk's tasks once they are recorded
+Settled = Callable[[list[Announcement]], None]  # told each chunk's outcomes once they are recorded
 
 
 def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None) -> dict[str, str]:
@@ -379,9 +380,9 @@ def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None
         ids = list(options)
         for i in range(0, len(ids), settings.adapt_chunk):
             chunk = _adapt_batch(model, {t: options[t] for t in ids[i : i + settings.adapt_chunk]}, settings, marks)
-            statuses.update(chunk)
+            statuses.update({t: outcome.status for t, outcome in chunk.items()})
             if settled is not None:
-                settled(chunk)
+                settled(list(chunk.values()))
             marks = [("start", time.perf_counter())]
         return statuses
     finally:
@@ -404,7 +405,7 @@ def _waiting_tasks(url: str, model_id: str, but: str, limit: int) -> dict[str, A
 
 def _adapt_batch(
     model: Model, options: dict[str, AdaptOptions], settings: Settings, marks: list[tuple[str, float]]
-) -> dict[str, str]:
+) -> dict[str, Announcement]:
     """Adapt, check and store a chunk of claimed tasks of one model; record each task's outcome.
     `marks`: the stage ends so far, for the timing line each task logs (its chunk's stages)."""
     store = artifact_store(settings)
@@ -442,9 +443,10 @@ def _adapt_batch(
 
 def _record(
     settings: Settings, store: ArtifactStore, outcomes: dict[str, dict[str, Any]], marks: list[tuple[str, float]]
-) -> dict[str, str]:
+) -> dict[str, Announcement]:
     """Write each task's outcome in one transaction (a task deleted meanwhile is `missing`, and its
-    files go), log each task's timing line; returns the statuses."""
+    files go), log each task's timing line; returns each task's outcome as recorded (what the
+    worker announces)."""
     statuses: dict[str, str] = {}
     with session_scope(settings.sqlalchemy_url) as session:  # one statement per task, no read first
         for task_id, outcome in outcomes.items():
@@ -458,7 +460,11 @@ def _record(
     for task_id, status in statuses.items():  # the chunk's stages, on every task's line
         log.info("task %s %s in %.2f ms: %s, tasks-in-chunk %d", task_id, status, (marks[-1][1] - marks[0][1]) * 1000,
                  stages, len(statuses))
-    return statuses
+    return {
+        task_id: Announcement(task_id, status, outcomes[task_id].get("error"), outcomes[task_id].get("ready_at"))
+        if status != "missing" else Announcement(task_id, status)
+        for task_id, status in statuses.items()
+    }
 
 
 def _adapt_each(learner: Learner, requests: list[AdaptRequest]) -> list[Params | Exception]:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from models.episodes import ProblemSpec
-from service.adaptation_waiter import AdaptationWaiter
+from service.adaptation_waiter import AdaptationWaiter, Heard
 from service.admission import Admission
 from service.deps import (
     ArtifactsDep,
@@ -30,6 +30,7 @@ from service.inputs import InputBudget, parse_inputs, parse_labels
 from service.routes.common import BODY_ERRORS, SEND_RETRY, Cursor, ObjectId, errors
 from service.routes.models import get_model_or_404
 from service.schemas import PredictionCreate, PredictionsPublic, TaskCreate, TaskPublic, TasksPublic
+from store.adaptation_events import Announcement
 from store.artifacts import ArtifactStore, support_key, task_prefix
 from store.db import Task, session_scope
 from store.ids import new_id
@@ -142,6 +143,21 @@ def _undo(session: Session, store: ArtifactStore, task_id: str, idem: Idempotenc
         log.exception("task %s: its support set could not be removed", task_id)
 
 
+def _settled(task: Task, heard: Heard) -> Task | None:
+    """The task as its worker's announcement says it was recorded (ready with its time, or failed
+    with its error), without reading the row; None when the row must be read (no announcement, an
+    older worker's without those details, or a task deleted meanwhile)."""
+    if not isinstance(heard, Announcement) or heard.task_id != task.id:
+        return None
+    if heard.status == "ready" and heard.ready_at is not None:
+        task.status, task.error, task.ready_at = "ready", None, heard.ready_at
+        return task
+    if heard.status == "failed" and heard.error is not None:
+        task.status, task.error = "failed", heard.error
+        return task
+    return None
+
+
 def _reread(request: Request, task: Task) -> Task:
     """The task's row as it is now; the row as this request stored it when the database fails
     (the client still gets the id, and GET /v1/tasks/{id} shows the rest). Blocking."""
@@ -204,9 +220,10 @@ async def create_task(
                 task, made = await run_in_threadpool(_record_and_send, new, marks)
                 if made and announced is not None:
                     start = time.perf_counter()
-                    await waiter.wait(new.task_id, announced, state.settings.adapt_wait_seconds)
+                    heard = await waiter.wait(new.task_id, announced, state.settings.adapt_wait_seconds)
                     marks.append(("wait", time.perf_counter()))
-                    task = await run_in_threadpool(_reread, request, task)
+                    settled = _settled(task, heard)
+                    task = settled if settled is not None else await run_in_threadpool(_reread, request, task)
                     marks.append(("refresh", time.perf_counter()))
                     if task.status == "ready":
                         state.metrics.adaptation_seconds.observe(time.perf_counter() - start)

@@ -73,8 +73,14 @@ def two_apis(tmp_path_factory):
 
 
 def _ready_task(api: httpx.Client, model_id: str) -> str:
-    task = api.post(f"/v1/models/{model_id}/tasks", json={"support": SUPPORT}).json()
-    assert task["status"] == "ready", task
+    answer = api.post(f"/v1/models/{model_id}/tasks", json={"support": SUPPORT})
+    task = answer.json()
+    assert answer.status_code == 201 and task["status"] == "ready", task
+    # Answered from the adapt worker's announcement, not from a read of the row: the same as the row.
+    stored = api.get(f"/v1/tasks/{task['id']}").json()
+    assert {k: task[k] for k in ("status", "error", "ready_at", "created_at")} == {
+        k: stored[k] for k in ("status", "error", "ready_at", "created_at")
+    }
     return task["id"]
 
 

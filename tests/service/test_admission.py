@@ -5,6 +5,7 @@ exception, and the waiter that hears the adapt worker's announcements on a real 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -13,10 +14,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from service.adaptation_waiter import AdaptationWaiter
+from service.adaptation_waiter import AdaptationWaiter, Heard
 from service.admission import Admission, Overloaded, SharedTenantSlots, TooManyAdaptations
 from service.errors import Unavailable, install_error_handlers
 from store import adaptation_events
+from store.adaptation_events import Announcement
 from tests.e2e.api_support import assert_error
 from tests.e2e.server import free_port
 
@@ -133,19 +135,37 @@ def test_saturation_and_failures_are_json_errors_with_retry_after():
 
 
 def test_waiter_hears_announcements_and_reports_timeouts():
-    async def scenario() -> list[str]:
+    ready = Announcement("tsk_heard", "ready", None, datetime(2026, 12, 5, 1, 2, 3, 456789, tzinfo=UTC))
+
+    async def scenario() -> list[Heard]:
         waiter = AdaptationWaiter(REDIS_URL)
         try:
             heard = await waiter.expect("tsk_heard")
+            old = await waiter.expect("tsk_old")
             silent = await waiter.expect("tsk_silent")
             assert waiter.listening
-            await asyncio.to_thread(adaptation_events.announce, REDIS_URL, "tsk_heard", "ready")
-            return await asyncio.gather(waiter.wait("tsk_heard", heard, 10), waiter.wait("tsk_silent", silent, 0.3))
+            await asyncio.to_thread(adaptation_events.announce_many, REDIS_URL, [ready])
+            await asyncio.to_thread(adaptation_events.announce, REDIS_URL, "tsk_old", "ready")  # status only
+            return await asyncio.gather(
+                waiter.wait("tsk_heard", heard, 10), waiter.wait("tsk_old", old, 10), waiter.wait("tsk_silent", silent, 0.3)
+            )
         finally:
             await waiter.close()
 
     redis.Redis.from_url(REDIS_URL).ping()
-    assert asyncio.run(scenario()) == ["announced", "timeout"]
+    assert asyncio.run(scenario()) == [ready, Announcement("tsk_old", "ready"), "timeout"]
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ('{"task_id": "tsk_a", "status": "failed", "error": "AdaptationDiverged: x", "ready_at": null}',
+     Announcement("tsk_a", "failed", "AdaptationDiverged: x")),
+    ('{"task_id": "tsk_a", "status": "ready"}', Announcement("tsk_a", "ready")),  # an older worker's
+    ('{"task_id": "tsk_a", "status": "ready", "ready_at": "2026-12-05T01:02:03"}', Announcement("tsk_a", "ready")),  # no zone
+    ('{"task_id": "tsk_a", "status": "ready", "ready_at": "soon", "error": 3}', Announcement("tsk_a", "ready")),
+    ('{"task_id": 7, "status": "ready"}', None), ('{"status": "ready"}', None), ("[1]", None), ("not json", None),
+])
+def test_announcements_parse_or_drop_what_does_not(message, expected):
+    assert adaptation_events.parse(message) == expected
 
 
 def test_waiter_without_redis_says_lost_at_once():

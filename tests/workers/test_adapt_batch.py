@@ -10,6 +10,7 @@ import torch
 
 from models.learners import AdaptOptions
 from store import adaptation_claims
+from store.adaptation_events import Announcement
 from store.artifacts import artifact_store, state_key, support_key
 from store.db import Model, Task, init_db, session_scope
 from store.ids import new_id
@@ -142,10 +143,13 @@ def test_a_batch_is_recorded_and_told_chunk_by_chunk(settings, sine_model):
     chunked = settings.model_copy(update={"adapt_batch_max": 5, "adapt_chunk": 2})
     told: list[dict[str, str]] = []
 
-    def settled(chunk: dict[str, str]) -> None:
-        told.append(chunk)
-        with session_scope(settings.sqlalchemy_url) as session:  # recorded before it is told
-            assert all(session.get(Task, t).status == "ready" for t in chunk)  # type: ignore[union-attr]
+    def settled(chunk: list[Announcement]) -> None:
+        told.append({a.task_id: a.status for a in chunk})
+        with session_scope(settings.sqlalchemy_url) as session:  # recorded before it is told, as it is told
+            for a in chunk:
+                row = session.get(Task, a.task_id)
+                assert row is not None and row.status == "ready" and a.error is None
+                assert a.ready_at is not None and a.ready_at == row.ready_at
 
     statuses = pipelines.adapt_tasks(ids[0], chunked, settled)
     assert told == [{ids[0]: "ready", ids[1]: "ready"}, {ids[2]: "ready", ids[3]: "ready"}, {ids[4]: "ready"}]

@@ -57,10 +57,11 @@ def applies(net: torch.nn.Module, x: Tensor) -> bool:
         return False
     if x.dim() != 4 or x.dtype != torch.float32 or x.device.type != "cpu":
         return False
-    return len(blocks(net)) == len(net.features) and all(
+    layers = blocks(net)
+    return len(layers) == len(net.features) and all(
         isinstance(block.norm, BatchNorm) and not block.norm.running_stats and not block.norm.task_mean.numel()  # type: ignore[operator]
         and block.conv.groups == 1 and block.conv.padding_mode == "zeros"
-        for block in blocks(net)
+        for block in layers
     )
 
 
@@ -70,7 +71,8 @@ def blocks(net: Conv4) -> list[ConvBlock]:
 
 def conv4_cross_entropy_gradients(net: Conv4, params: Params, x: Tensor, y: Tensor) -> Params:
     """Gradients of F.cross_entropy(net(x; params), y) (mean over the batch) for every key of params."""
-    logits, saved = _forward(net, params, x, keep=True)
+    layers = blocks(net)
+    logits, saved = _forward(layers, params, x, keep=True)
     features = saved.pop()[0]  # [B, D]
     d = torch.softmax(logits, dim=1)  # d loss / d logits = (softmax - one-hot) / B
     d[torch.arange(len(y)), y] -= 1
@@ -80,7 +82,7 @@ def conv4_cross_entropy_gradients(net: Conv4, params: Params, x: Tensor, y: Tens
     dh = channels_last((d @ params["head.weight"]).view(h_shape))  # flatten's order is NCHW's
     for i in reversed(range(len(saved))):
         h_in, z, mean, invstd, normed, indices, out = saved[i]
-        block = blocks(net)[i]
+        block = layers[i]
         conv, norm = f"features.{i}.conv.", f"features.{i}.norm."
         d_pooled = aten.threshold_backward(dh, out, 0)  # ReLU after the pool (ConvBlock)
         d_normed = aten.max_pool2d_with_indices_backward(d_pooled, normed, POOL, POOL, [0, 0], [1, 1], False, indices)
@@ -99,18 +101,18 @@ def conv4_support_pass(net: Conv4, params: Params, x: Tensor) -> tuple[Params, T
     """(batch-norm statistics keyed `features.<i>.norm.task_mean` / `.task_var`, logits) of one
     batch-statistics pass of net over x with params: support_statistics' result for the MAML family."""
     statistics: Params = {}
-    logits, _ = _forward(net, params, x, keep=False, statistics=statistics)
+    logits, _ = _forward(blocks(net), params, x, keep=False, statistics=statistics)
     return statistics, logits
 
 
 def _forward(
-    net: Conv4, params: Params, x: Tensor, keep: bool, statistics: Params | None = None
+    layers: list[ConvBlock], params: Params, x: Tensor, keep: bool, statistics: Params | None = None
 ) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
     """Logits, and with `keep` what the backward needs: per block (input, conv output, batch
     mean, inverse std, normalised, pool indices, output), then (flattened features,)."""
     saved: list[tuple[Tensor, ...]] = []
     h = channels_last(x)
-    for i, block in enumerate(blocks(net)):
+    for i, block in enumerate(layers):
         conv, norm = f"features.{i}.conv.", f"features.{i}.norm."
         z = F.conv2d(h, params[conv + "weight"], params[conv + "bias"], block.conv.stride, block.conv.padding,  # type: ignore[arg-type]
                      block.conv.dilation)  # [B, C, H, W], channels-last

@@ -447,24 +447,23 @@ def _record(
     """Write each task's outcome in one transaction (a task deleted meanwhile is `missing`, and its
     files go), log each task's timing line; returns each task's outcome as recorded (what the
     worker announces)."""
-    statuses: dict[str, str] = {}
+    recorded: dict[str, Announcement] = {}
     with session_scope(settings.sqlalchemy_url) as session:  # one statement per task, no read first
         for task_id, outcome in outcomes.items():
             result = cast(CursorResult[Any], session.execute(update(Task).where(Task.id == task_id).values(**outcome)))
-            statuses[task_id] = outcome["status"] if result.rowcount else "missing"
-    for task_id, status in statuses.items():
-        if status == "missing":  # deleted while adapting
+            recorded[task_id] = (
+                Announcement(task_id, outcome["status"], outcome.get("error"), outcome.get("ready_at"))
+                if result.rowcount else Announcement(task_id, "missing")  # deleted while adapting: its files go
+            )
+    for task_id, announcement in recorded.items():
+        if announcement.status == "missing":
             store.delete_prefix(task_prefix(task_id))
     marks.append(("ledger-write", time.perf_counter()))
     stages = ", ".join(f"{name} {(t - marks[i][1]) * 1000:.2f}" for i, (name, t) in enumerate(marks[1:]))
-    for task_id, status in statuses.items():  # the chunk's stages, on every task's line
-        log.info("task %s %s in %.2f ms: %s, tasks-in-chunk %d", task_id, status, (marks[-1][1] - marks[0][1]) * 1000,
-                 stages, len(statuses))
-    return {
-        task_id: Announcement(task_id, status, outcomes[task_id].get("error"), outcomes[task_id].get("ready_at"))
-        if status != "missing" else Announcement(task_id, status)
-        for task_id, status in statuses.items()
-    }
+    for task_id, announcement in recorded.items():  # the chunk's stages, on every task's line
+        log.info("task %s %s in %.2f ms: %s, tasks-in-chunk %d", task_id, announcement.status,
+                 (marks[-1][1] - marks[0][1]) * 1000, stages, len(recorded))
+    return recorded
 
 
 def _adapt_each(learner: Learner, requests: list[AdaptRequest]) -> list[Params | Exception]:

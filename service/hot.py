@@ -43,6 +43,15 @@ class TaskRow:
     artifact: str | None
 
 
+@dataclass(frozen=True)
+class ModelRow:
+    """What a new task needs of its model's row: whose it is and its problem."""
+
+    id: str
+    tenant_id: str
+    spec: dict[str, Any]
+
+
 class _TtlLru:
     def __init__(self, capacity: int, ttl: float) -> None:
         self.capacity, self.ttl = capacity, ttl
@@ -130,6 +139,24 @@ class HotRows:
         row = TaskRow(*found)
         if row.status == "ready" and generation == self._generation:  # only rows that cannot change
             self.tasks.put(task_id, row)
+        return row
+
+    def model(self, model_id: str) -> ModelRow | None:
+        """The model's id, tenant and spec: from the cache, else read (and kept: a model never
+        changes, and its deletion is announced); None when there is no such model. Blocking."""
+        row = self.models.get(model_id) if self.live else None
+        if row is not None:
+            self.hits += 1
+            return row  # type: ignore[no-any-return]
+        generation = self._generation
+        with get_engine(self.db_url).connect() as conn:
+            found = conn.execute(select(Model.id, Model.tenant_id, Model.spec).where(Model.id == model_id)).first()
+        self.misses += 1
+        if found is None:
+            return None
+        row = ModelRow(*found)
+        if generation == self._generation:
+            self.models.put(model_id, row)
         return row
 
     def model_row(self, model_id: str) -> Model:

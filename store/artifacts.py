@@ -21,7 +21,7 @@ from typing import Any
 import fsspec
 import torch
 from safetensors import safe_open
-from safetensors.torch import load, load_file, save, save_file
+from safetensors.torch import load, load_file, save
 
 from store.settings import Settings
 
@@ -32,6 +32,47 @@ def _portable(tensors: Tensors) -> Tensors:
     return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
 
 
+# safetensors' dtype names, in the order its writer lays tensors out (then by name).
+_DTYPES = {
+    torch.int64: "I64", torch.float64: "F64", torch.float32: "F32", torch.int32: "I32", torch.bfloat16: "BF16",
+    torch.float16: "F16", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+}
+_RANK = {dtype: rank for rank, dtype in enumerate(_DTYPES)}
+
+
+def serialize(tensors: Tensors, metadata: dict[str, str] | None = None) -> bytes:
+    """The safetensors file of `tensors` (see _safetensors_parts)."""
+    return b"".join(_safetensors_parts(tensors, metadata))
+
+
+def _safetensors_parts(tensors: Tensors, metadata: dict[str, str] | None) -> list[bytes | memoryview]:
+    """The bytes safetensors.torch.save writes for `tensors` (an 8-byte header length, the JSON
+    header padded to 8 bytes, the tensors' bytes back to back in its order), built with one
+    concatenation instead of one numpy conversion per tensor: a served task's 26 tensors (Conv4-64)
+    in 0.6 ms against 1.4 (an ad-hoc measurement). Tensors of other dtypes, tensors sharing memory
+    and metadata that are not strings go through safetensors itself (its errors included).
+    tests/store/test_artifacts.py compares the bytes with safetensors'."""
+    portable = _portable(tensors)
+    storages = {v.untyped_storage().data_ptr() for v in portable.values() if v.numel()}
+    plain = metadata is None or all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    if not plain or len(storages) < sum(1 for v in portable.values() if v.numel()) or any(
+        v.dtype not in _DTYPES for v in portable.values()
+    ):
+        return [bytes(save(portable, metadata=metadata))]
+    header: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
+    offset, flat = 0, []
+    for name in sorted(portable, key=lambda k: (_RANK[portable[k].dtype], k)):
+        value = portable[name]
+        size = value.numel() * value.element_size()
+        header[name] = {"dtype": _DTYPES[value.dtype], "shape": list(value.shape), "data_offsets": [offset, offset + size]}
+        flat.append(value.reshape(-1).view(torch.uint8) if value.dtype != torch.bool else value.reshape(-1).to(torch.uint8))
+        offset += size
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    body = torch.cat(flat).numpy().data if flat else b""  # the array's own buffer, not a copy
+    return [struct.pack("<Q", len(text)) + text, body]
+
+
 def _fresh_temp(folder: Path, suffix: str = ".safetensors") -> Path:
     """An empty temp file beside its final name, so that os.replace is one atomic rename."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -40,16 +81,35 @@ def _fresh_temp(folder: Path, suffix: str = ".safetensors") -> Path:
     return Path(tmp)
 
 
+def _write_atomically(path: Path, parts: list[bytes | memoryview]) -> None:
+    """`parts`, back to back, as the file at `path`, through a temp file beside it and a rename: a
+    reader sees the old file or the whole new one, never half."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for part in parts:
+                f.write(part)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class ArtifactStore:
     """Artifacts as files under one root folder; keys are relative paths under it."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._resolved_root = self.root.resolve()
 
     @property
     def location(self) -> str:
         """Where the artifacts live, for messages."""
-        return str(self.root.resolve())
+        return str(self._resolved_root)
 
     def identity(self) -> tuple[str, ...]:
         """Two stores with one identity hold the same artifacts (so a store can key a cache)."""
@@ -62,8 +122,8 @@ class ArtifactStore:
         return hash(self.identity())
 
     def path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
-        if not path.is_relative_to(self.root.resolve()):
+        path = (self._resolved_root / key).resolve()
+        if not path.is_relative_to(self._resolved_root):
             raise ValueError(f"artifact key {key!r} leaves the store")
         return path
 
@@ -76,15 +136,9 @@ class ArtifactStore:
 
     def save(self, key: str, tensors: Tensors, metadata: dict[str, str] | None = None) -> int:
         """Write then rename, so a reader never sees half a file. Returns the bytes written."""
-        path = self.path(key)
-        tmp = _fresh_temp(path.parent)
-        try:
-            save_file(_portable(tensors), tmp, metadata=metadata)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return path.stat().st_size
+        parts = _safetensors_parts(tensors, metadata)
+        _write_atomically(self.path(key), parts)
+        return sum(len(part) for part in parts)
 
     def load(self, key: str) -> Tensors:
         return load_file(self.path(key))
@@ -99,7 +153,7 @@ class ArtifactStore:
     def delete_prefix(self, prefix: str) -> None:
         """Remove a folder of artifacts (a task's or a model's)."""
         path = self.path(prefix)
-        if path == self.root.resolve():
+        if path == self._resolved_root:
             raise ValueError(f"prefix {prefix!r} names the whole artifact store; give a model's, task's or job's folder")
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
@@ -174,7 +228,7 @@ class ObjectArtifactStore(ArtifactStore):
         return cached
 
     def save(self, key: str, tensors: Tensors, metadata: dict[str, str] | None = None) -> int:
-        data = save(_portable(tensors), metadata=metadata)
+        data = serialize(tensors, metadata)
         self.fs.pipe_file(self._object(key), data)
         return len(data)
 

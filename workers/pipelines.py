@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import torch
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
 
 from models.checkpoint import capture, restore
 from models.device import resolve_device
@@ -324,8 +325,8 @@ def check_adapted(learner: Learner, phi: dict[str, torch.Tensor], support_x: tor
     inputs are not finite (check_support_outputs); learners whose adapt() checked those outputs
     already (checks_support_outputs: the MAML family, whose support pass records the batch-norm
     statistics) are not asked to predict them again."""
-    broken = sorted(k for k, v in phi.items() if v.is_floating_point() and not torch.isfinite(v).all())
-    if broken:
+    if not all_finite(phi):
+        broken = sorted(k for k, v in phi.items() if v.is_floating_point() and not torch.isfinite(v).all())
         raise AdaptationDiverged(
             f"adaptation diverged: non-finite values in {', '.join(broken[:3])}; try a smaller inner_lr"
         )
@@ -334,6 +335,16 @@ def check_adapted(learner: Learner, phi: dict[str, torch.Tensor], support_x: tor
     with torch.no_grad():
         outputs = learner.predict(phi, support_x[:PROBE_EXAMPLES])
     check_support_outputs(outputs, support_y)
+
+
+def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
+    """Whether every floating-point value of every tensor is finite, in a few fused calls (the
+    largest magnitude of each tensor; a NaN anywhere makes its maximum NaN): 0.26 ms for a Conv4-64
+    task's 26 tensors where one isfinite().all() per tensor took 0.69 (an ad-hoc measurement)."""
+    values = [v.detach().reshape(-1) for v in tensors.values() if v.is_floating_point() and v.numel()]
+    if not values:
+        return True
+    return bool(torch.stack(torch._foreach_max(torch._foreach_abs(values))).isfinite().all())
 
 
 def adapt_task(task_id: str, settings: Settings) -> str:
@@ -355,7 +366,8 @@ def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None
     status); empty when another batch holds `task_id`."""
     url = settings.sqlalchemy_url
     started = time.perf_counter()
-    with session_scope(url) as session:  # the task and its model in one query
+    claims = Claims(settings.redis_url) if settings.redis_url and settings.adapt_batch_max > 1 else None
+    with session_scope(url) as session:  # the task and its model in one query, the model's waiting tasks in another
         row = session.execute(select(Task, Model).join(Model, Task.model_id == Model.id).where(Task.id == task_id)).first()
         if row is None:
             log.warning("task %s does not exist; message dropped", task_id)
@@ -364,14 +376,13 @@ def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None
         if task.status != "adapting":
             return {task_id: task.status}
         options = {task_id: AdaptOptions(**task.options)}
-    claims = Claims(settings.redis_url) if settings.redis_url and settings.adapt_batch_max > 1 else None
+        waiting = _waiting_tasks(session, model.id, task_id, settings.adapt_batch_max - 1) if claims is not None else {}
     try:
         if claims is not None:
             try:
-                if not claims.take([task_id]):
+                if not claims.take([task_id]):  # its own first: a batch that cannot have it takes no others
                     log.info("task %s is in another worker's batch", task_id)
                     return {}
-                waiting = _waiting_tasks(url, model.id, task_id, settings.adapt_batch_max - 1)
                 options.update({t: waiting[t] for t in claims.take(list(waiting))})
             except ClaimsUnavailable as exc:
                 log.warning("task %s adapts alone: adaptation claims unavailable (%s)", task_id, exc)
@@ -390,16 +401,15 @@ def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None
             claims.release()
 
 
-def _waiting_tasks(url: str, model_id: str, but: str, limit: int) -> dict[str, AdaptOptions]:
+def _waiting_tasks(session: Session, model_id: str, but: str, limit: int) -> dict[str, AdaptOptions]:
     """Up to `limit` of the model's tasks waiting to adapt, oldest first, other than `but`."""
     if limit < 1:
         return {}
-    with session_scope(url) as session:
-        rows = session.execute(
-            select(Task.id, Task.options)
-            .where(Task.model_id == model_id, Task.status == "adapting", Task.id != but)
-            .order_by(Task.created_at, Task.id).limit(limit)
-        ).all()
+    rows = session.execute(
+        select(Task.id, Task.options)
+        .where(Task.model_id == model_id, Task.status == "adapting", Task.id != but)
+        .order_by(Task.created_at, Task.id).limit(limit)
+    ).all()
     return {task_id: AdaptOptions(**opts) for task_id, opts in rows}
 
 

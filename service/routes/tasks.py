@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -32,7 +33,7 @@ from service.routes.models import get_model_or_404
 from service.schemas import PredictionCreate, PredictionsPublic, TaskCreate, TaskPublic, TasksPublic
 from store.adaptation_events import Announcement
 from store.artifacts import ArtifactStore, support_key, task_prefix
-from store.db import Task, session_scope
+from store.db import Model, Task, session_scope
 from store.ids import new_id
 from store.queue import ADAPT_TASK
 from store.settings import Settings
@@ -90,12 +91,14 @@ def _record_and_send(new: _NewTask, marks: Marks) -> tuple[Task, bool]:
     state = new.request.app.state
     settings: Settings = state.settings
     store: ArtifactStore = state.artifacts
+    model = state.hot.model(new.model_id)  # cached: no SQL for a model this process has seen
+    if model is None or model.tenant_id != new.tenant:
+        raise NotFound("model", new.model_id, param="model_id")
+    spec = ProblemSpec.from_json(model.spec)
+    x = parse_inputs(new.body.support.inputs, spec, "support.inputs", InputBudget.from_settings(settings), new.conversions)
+    labels = parse_labels(new.body.support.labels, len(x), spec)
+    marks.append(("parse", time.perf_counter()))
     with session_scope(state.db_url) as session:
-        model = get_model_or_404(session, new.model_id, new.tenant)
-        spec = ProblemSpec.from_json(model.spec)
-        x = parse_inputs(new.body.support.inputs, spec, "support.inputs", InputBudget.from_settings(settings), new.conversions)
-        labels = parse_labels(new.body.support.labels, len(x), spec)
-        marks.append(("parse", time.perf_counter()))
         idem = Idempotency(
             session, new.tenant, new.idempotency_key, f"POST {new.request.url.path}",
             settings.idempotency_lease_seconds, settings.idempotency_ttl_hours,
@@ -113,7 +116,14 @@ def _record_and_send(new: _NewTask, marks: Marks) -> tuple[Task, bool]:
             )
             session.add(task)
             idem.record(new.task_id)  # the key names the task in the transaction that stores it
-            session.commit()  # the connection goes back to the pool here
+            try:
+                session.commit()  # the connection goes back to the pool here
+            except IntegrityError:
+                session.rollback()
+                if session.get(Model, model.id) is None:  # deleted since its row was read (or cached)
+                    state.hot.forget("model", model.id)
+                    raise NotFound("model", new.model_id, param="model_id") from None
+                raise
             marks.append(("ledger", time.perf_counter()))
             try:
                 state.celery.send_task(ADAPT_TASK, args=[new.task_id], retry_policy=SEND_RETRY)

@@ -3,6 +3,8 @@ and a POST that fails after storing its task (the broker is down) leaves no task
 
 from __future__ import annotations
 
+import time
+
 from fastapi.testclient import TestClient
 
 from models.episodes import ProblemSpec
@@ -82,3 +84,33 @@ def test_a_task_whose_message_cannot_be_sent_is_rolled_back(tmp_path):
         assert c.get(f"/v1/models/{model_id}/tasks").json()["data"] == []
     tasks_dir = settings.artifact_dir / "tasks"
     assert not tasks_dir.exists() or not any(tasks_dir.rglob("*.*")), list(tasks_dir.rglob("*"))
+
+
+def test_a_model_deleted_under_a_cached_row_answers_404_and_stores_nothing(tmp_path):
+    """POST /v1/models/{id}/tasks reads the model from the API process's cache; a model deleted
+    without this process hearing of it yet (here: deleted in the database directly) fails the
+    task's insert, and the answer is the 404 a fresh read gives, with nothing stored."""
+    settings = Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:6379/13")
+    url = settings.sqlalchemy_url
+    init_db(url)
+    model_id = _model(url, "tnt_local")
+    body = {"support": {"inputs": [[0.0], [1.0]], "labels": [0.0, 0.8]}, "wait": False}
+    app = create_app(settings)
+    with TestClient(app) as c:
+        deadline = time.monotonic() + 10
+        while not app.state.hot.live:  # the invalidation listener subscribed: the caches are on
+            assert time.monotonic() < deadline, "the hot-row cache never went live"
+            time.sleep(0.01)
+        first = c.post(f"/v1/models/{model_id}/tasks", json=body)
+        assert first.status_code == 202, first.text
+        assert app.state.hot.models.get(model_id) is not None  # cached by that request
+        with session_scope(url) as session:  # deleted behind the cache's back
+            session.query(Task).filter(Task.model_id == model_id).delete()
+            session.query(Model).filter(Model.id == model_id).delete()
+        assert_error(c.post(f"/v1/models/{model_id}/tasks", json=body), 404, "not_found")
+        assert app.state.hot.models.get(model_id) is None  # and no longer cached
+        assert_error(c.post(f"/v1/models/{model_id}/tasks", json=body), 404, "not_found")
+    with session_scope(url) as session:
+        assert session.query(Task).count() == 0
+    tasks_dir = settings.artifact_dir / "tasks"
+    assert sorted(p.name for p in tasks_dir.iterdir()) == [first.json()["id"]]  # only the first task's support set

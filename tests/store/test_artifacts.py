@@ -14,7 +14,15 @@ import torch
 from safetensors.torch import save
 
 from models.arrays import load_array_file, read_npz
-from store.artifacts import ArtifactStore, ObjectArtifactStore, artifact_store, dataset_key, state_key, task_prefix
+from store.artifacts import (
+    ArtifactStore,
+    ObjectArtifactStore,
+    artifact_store,
+    dataset_key,
+    serialize,
+    state_key,
+    task_prefix,
+)
 from store.settings import Settings
 from tests.e2e.api_support import blobs_npz
 from tests.store.conftest import S3Server, s3_settings
@@ -161,3 +169,26 @@ def test_concurrent_readers_of_a_local_file_all_get_it_whole(store: ArtifactStor
     assert not errors, errors
     assert len(paths) == 8 and len(set(paths)) == 1
     assert not [p for p in settings.data_dir.rglob(".tmp-*")]
+
+
+def test_files_are_the_bytes_safetensors_writes() -> None:
+    """store.artifacts writes safetensors files itself (faster for many small tensors): the bytes are
+    safetensors.torch.save's, for every dtype it lays out, any name, empty and 0-dim tensors; other
+    dtypes and tensors sharing memory go through safetensors (its refusal included)."""
+    g = torch.Generator().manual_seed(1)
+    every_dtype = {
+        f"t{i}": (torch.randn(3, 2, generator=g) * 10).to(dtype)
+        for i, dtype in enumerate([torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64,
+                                   torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool])
+    }
+    odd = {"é naïve \"quoted\"": torch.ones(2), "empty": torch.zeros(0, 3), "scalar": torch.tensor(2.5), "b": torch.ones(1)}
+    for tensors in (_tensors(), every_dtype, odd, {}):
+        for metadata in (None, {"step": "7"}, {"note": "line\nbreak \u00e9"}):
+            expected = save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
+            assert serialize(tensors, metadata) == expected
+    if hasattr(torch, "float8_e4m3fn"):  # a dtype safetensors handles and the fast path does not
+        eight = {"w": torch.ones(4).to(torch.float8_e4m3fn), "x": torch.ones(2)}
+        assert serialize(eight) == save(eight)
+    shared = torch.zeros(3)
+    with pytest.raises(RuntimeError, match="share memory"):
+        serialize({"a": shared, "b": shared})

@@ -66,8 +66,13 @@ def settle_heap() -> None:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    shared = app.state.admission.shared
+    if shared is not None:
+        shared.open_async()
     yield
     await app.state.adaptation_waiter.close()
+    if shared is not None:
+        await shared.aclose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -8,11 +8,10 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import torch
-from sqlalchemy import CursorResult, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, select, update
 
 from models.checkpoint import capture, restore
 from models.device import resolve_device
@@ -35,7 +34,7 @@ from store.artifacts import (
     task_prefix,
     theta_key,
 )
-from store.db import Checkpoint, Job, Model, Task, record_event, session_scope, utcnow
+from store.db import Checkpoint, Job, Model, Task, get_engine, record_event, session_scope, utcnow
 from store.ids import new_id
 from store.leases import Heartbeat, Lease, acquire
 from store.settings import Settings
@@ -367,16 +366,19 @@ def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None
     url = settings.sqlalchemy_url
     started = time.perf_counter()
     claims = Claims(settings.redis_url) if settings.redis_url and settings.adapt_batch_max > 1 else None
-    with session_scope(url) as session:  # the task and its model in one query, the model's waiting tasks in another
-        row = session.execute(select(Task, Model).join(Model, Task.model_id == Model.id).where(Task.id == task_id)).first()
+    with get_engine(url).connect() as conn:  # reads only: the task's row, then its model's waiting tasks
+        row = conn.execute(select(Task.status, Task.options, Task.model_id).where(Task.id == task_id)).first()
         if row is None:
             log.warning("task %s does not exist; message dropped", task_id)
             return {task_id: "missing"}
-        task, model = row
-        if task.status != "adapting":
-            return {task_id: task.status}
-        options = {task_id: AdaptOptions(**task.options)}
-        waiting = _waiting_tasks(session, model.id, task_id, settings.adapt_batch_max - 1) if claims is not None else {}
+        status, task_options, model_id = row
+        if status != "adapting":
+            return {task_id: status}
+        options = {task_id: AdaptOptions(**task_options)}
+        waiting = _waiting_tasks(conn, model_id, task_id, settings.adapt_batch_max - 1) if claims is not None else {}
+    model = _model_row(url, model_id)
+    if model is None:  # deleted with its tasks since the read
+        return {task_id: "missing"}
     try:
         if claims is not None:
             try:
@@ -401,11 +403,30 @@ def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None
             claims.release()
 
 
-def _waiting_tasks(session: Session, model_id: str, but: str, limit: int) -> dict[str, AdaptOptions]:
+_MODEL_ROWS: dict[tuple[str, str], Model] = {}  # (database, model id) -> row: a model never changes
+_MODEL_ROWS_KEPT = 256
+
+
+def _model_row(url: str, model_id: str) -> Model | None:
+    """The model's row, read once per process (a deleted model's tasks are gone with it, so no
+    task asks for it again); None when there is none."""
+    model = _MODEL_ROWS.get((url, model_id))
+    if model is None:
+        with session_scope(url) as session:
+            model = session.get(Model, model_id)
+        if model is None:
+            return None
+        if len(_MODEL_ROWS) >= _MODEL_ROWS_KEPT:
+            _MODEL_ROWS.pop(next(iter(_MODEL_ROWS)))  # the oldest read
+        _MODEL_ROWS[(url, model_id)] = model
+    return model
+
+
+def _waiting_tasks(conn: Connection, model_id: str, but: str, limit: int) -> dict[str, AdaptOptions]:
     """Up to `limit` of the model's tasks waiting to adapt, oldest first, other than `but`."""
     if limit < 1:
         return {}
-    rows = session.execute(
+    rows = conn.execute(
         select(Task.id, Task.options)
         .where(Task.model_id == model_id, Task.status == "adapting", Task.id != but)
         .order_by(Task.created_at, Task.id).limit(limit)
@@ -458,9 +479,9 @@ def _record(
     files go), log each task's timing line; returns each task's outcome as recorded (what the
     worker announces)."""
     recorded: dict[str, Announcement] = {}
-    with session_scope(settings.sqlalchemy_url) as session:  # one statement per task, no read first
+    with get_engine(settings.sqlalchemy_url).begin() as conn:  # one transaction, one statement per task, no read first
         for task_id, outcome in outcomes.items():
-            result = cast(CursorResult[Any], session.execute(update(Task).where(Task.id == task_id).values(**outcome)))
+            result = conn.execute(update(Task).where(Task.id == task_id).values(**outcome))
             recorded[task_id] = (
                 Announcement(task_id, outcome["status"], outcome.get("error"), outcome.get("ready_at"))
                 if result.rowcount else Announcement(task_id, "missing")  # deleted while adapting: its files go

@@ -63,6 +63,8 @@ def test_a_tenants_bound_holds_across_api_processes_through_redis():
     given back when a request ends, and a dead process's leases end by themselves."""
     async def scenario() -> None:
         first, second = (Admission(per_process=10, per_tenant=2, shared=SharedTenantSlots(REDIS_URL, 60)) for _ in range(2))
+        first.shared.open_async()  # type: ignore[union-attr]  # redis.asyncio on this loop (as the API's lifespan does);
+        # the second takes the blocking calls in the thread pool (a loop without the client): both count in one set
         async with first.tenant_slot("a"), second.tenant_slot("a"):
             for process in (first, second):
                 with pytest.raises(TooManyAdaptations) as refused:
@@ -82,23 +84,28 @@ def test_a_tenants_bound_holds_across_api_processes_through_redis():
         await asyncio.sleep(0.4)
         async with first.tenant_slot("a"), second.tenant_slot("a"):  # their leases have ended
             pass
+        await first.shared.aclose()  # type: ignore[union-attr]
 
     redis.Redis.from_url(REDIS_URL).delete("fewshot:admission:a", "fewshot:admission:b")
     asyncio.run(scenario())
 
 
 def test_a_tenants_slots_are_counted_in_the_process_when_redis_does_not_answer():
-    async def scenario() -> None:
+    async def scenario(on_the_loop: bool) -> None:
         port = free_port()  # nothing listens there
         admission = Admission(per_process=10, per_tenant=1, shared=SharedTenantSlots(f"redis://127.0.0.1:{port}/0", 60))
+        if on_the_loop:
+            admission.shared.open_async()  # type: ignore[union-attr]
         async with admission.tenant_slot("a"):
             assert admission.by_tenant == {"a": 1}
             with pytest.raises(TooManyAdaptations):
                 async with admission.tenant_slot("a"):
                     pass
         assert admission.by_tenant == {}
+        await admission.shared.aclose()  # type: ignore[union-attr]
 
-    asyncio.run(scenario())
+    for on_the_loop in (True, False):
+        asyncio.run(scenario(on_the_loop))
 
 
 def test_saturation_and_failures_are_json_errors_with_retry_after():

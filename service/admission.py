@@ -106,11 +106,8 @@ class SharedTenantSlots:
 
     @property
     def on_this_loop(self) -> bool:
-        """Whether this loop has the client (`take_async` and `give_back_async` may be awaited)."""
-        try:
-            return self._async is not None and self._async[0] is asyncio.get_running_loop()
-        except RuntimeError:
-            return False
+        """Whether the running loop has the client (`take_async` and `give_back_async` may be awaited)."""
+        return self._async is not None and self._async[0] is asyncio.get_running_loop()
 
     async def take_async(self, tenant: str, bound: int) -> tuple[str | None, int]:
         assert self._async is not None

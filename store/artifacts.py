@@ -73,29 +73,28 @@ def _safetensors_parts(tensors: Tensors, metadata: dict[str, str] | None) -> lis
     return [struct.pack("<Q", len(text)) + text, body]
 
 
-def _fresh_temp(folder: Path, suffix: str = ".safetensors") -> Path:
-    """An empty temp file beside its final name, so that os.replace is one atomic rename."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _write_atomically(path: Path, parts: list[bytes | memoryview]) -> None:
-    """`parts`, back to back, as the file at `path`, through a temp file beside it and a rename: a
-    reader sees the old file or the whole new one, never half."""
+def _temp_beside(path: Path) -> tuple[int, Path]:
+    """An open, empty temp file in path's folder (made when missing), so that os.replace onto
+    path is one atomic rename: its descriptor and its path."""
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    return fd, Path(tmp)
+
+
+def _write_atomically(path: Path, parts: list[bytes | memoryview]) -> None:
+    """`parts`, back to back, as the file at `path`, through a temp file beside it and a rename: a
+    reader sees the old file or the whole new one, never half."""
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             for part in parts:
                 f.write(part)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -218,7 +217,8 @@ class ObjectArtifactStore(ArtifactStore):
         cached = self.cache_dir / self.base / posixpath.dirname(key) / f"{stem}.{tag}{dot}{suffix}"
         if cached.is_file():
             return cached
-        tmp = _fresh_temp(cached.parent)
+        fd, tmp = _temp_beside(cached)
+        os.close(fd)  # fsspec writes the download by path
         try:
             self.fs.get_file(remote, str(tmp))
             os.replace(tmp, cached)

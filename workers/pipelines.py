@@ -376,8 +376,9 @@ def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None
             return {task_id: status}
         options = {task_id: AdaptOptions(**task_options)}
         waiting = _waiting_tasks(conn, model_id, task_id, settings.adapt_batch_max - 1) if claims is not None else {}
-    model = _model_row(url, model_id)
-    if model is None:  # deleted with its tasks since the read
+    try:
+        model = _model_row(url, model_id)
+    except LookupError:  # deleted with its tasks since the read
         return {task_id: "missing"}
     try:
         if claims is not None:
@@ -403,22 +404,14 @@ def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None
             claims.release()
 
 
-_MODEL_ROWS: dict[tuple[str, str], Model] = {}  # (database, model id) -> row: a model never changes
-_MODEL_ROWS_KEPT = 256
-
-
-def _model_row(url: str, model_id: str) -> Model | None:
-    """The model's row, read once per process (a deleted model's tasks are gone with it, so no
-    task asks for it again); None when there is none."""
-    model = _MODEL_ROWS.get((url, model_id))
+@functools.lru_cache(maxsize=256)
+def _model_row(url: str, model_id: str) -> Model:
+    """The model's row, read once per process: a model never changes, and a deleted model's tasks
+    are gone with it, so no task asks for it again. LookupError (not cached) when there is none."""
+    with session_scope(url) as session:
+        model = session.get(Model, model_id)
     if model is None:
-        with session_scope(url) as session:
-            model = session.get(Model, model_id)
-        if model is None:
-            return None
-        if len(_MODEL_ROWS) >= _MODEL_ROWS_KEPT:
-            _MODEL_ROWS.pop(next(iter(_MODEL_ROWS)))  # the oldest read
-        _MODEL_ROWS[(url, model_id)] = model
+        raise LookupError(f"model {model_id} does not exist")
     return model
 
 

@@ -20,7 +20,7 @@ from service.admission import Admission, SharedTenantSlots
 from service.auth import declare_security
 from service.console import install_console
 from service.errors import Unauthorized, error_response, install_error_handlers
-from service.fastpath import PREDICTIONS_PATH, fast_predictions
+from service.fastpath import PREDICTIONS_PATH, TASKS_PATH, fast_predictions, fast_task_creation
 from service.hot import HotRows
 from service.metrics import ApiMetrics
 from service.predictor import Predictor
@@ -112,6 +112,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     predictions_route = next(r for r in tasks.router.routes if getattr(r, "path", None) == PREDICTIONS_PATH)
     app.add_middleware(fast_predictions, fastapi_app=app, route=predictions_route)  # inside the body limit and the metrics
+    create_route = next(
+        r for r in tasks.router.routes if getattr(r, "path", None) == TASKS_PATH and "POST" in getattr(r, "methods", ())
+    )
+    app.add_middleware(fast_task_creation, fastapi_app=app, route=create_route, answer=tasks.task_answer)
     app.add_middleware(_body_size_limit, settings=settings)
     app.add_middleware(app.state.metrics.middleware)  # outermost: times every answer, 413s included
 

@@ -45,6 +45,11 @@ def serialize(tensors: Tensors, metadata: dict[str, str] | None = None) -> bytes
     return b"".join(_safetensors_parts(tensors, metadata))
 
 
+def deserialize(data: bytes) -> Tensors:
+    """The tensors of a safetensors file's bytes (serialize's inverse)."""
+    return load(data)
+
+
 def _safetensors_parts(tensors: Tensors, metadata: dict[str, str] | None) -> list[bytes | memoryview]:
     """The bytes safetensors.torch.save writes for `tensors` (an 8-byte header length, the JSON
     header padded to 8 bytes, the tensors' bytes back to back in its order), built with one

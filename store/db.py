@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -195,6 +196,12 @@ class Task(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # The support set the API took (`x`, `y`), as a safetensors file's bytes, written in the row's
+    # own insert and read by the adapt worker with the row: no file or object-store round trip on
+    # either side. Deferred: reading a task row does not read it. None for tasks stored before
+    # migration 0006 (their support set is the artifact at store.artifacts.support_key) and for a
+    # multi-task model's training tasks (none).
+    support: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
 
 
 class JobEvent(Base):

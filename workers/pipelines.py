@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,6 +30,7 @@ from store.artifacts import (
     artifact_store,
     checkpoint_key,
     dataset_key,
+    deserialize,
     state_key,
     support_key,
     task_prefix,
@@ -367,14 +369,16 @@ def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None
     started = time.perf_counter()
     claims = Claims(settings.redis_url) if settings.redis_url and settings.adapt_batch_max > 1 else None
     with get_engine(url).connect() as conn:  # reads only: the task's row, then its model's waiting tasks
-        row = conn.execute(select(Task.status, Task.options, Task.model_id).where(Task.id == task_id)).first()
+        row = conn.execute(
+            select(Task.status, Task.options, Task.model_id, Task.support).where(Task.id == task_id)
+        ).first()
         if row is None:
             log.warning("task %s does not exist; message dropped", task_id)
             return {task_id: "missing"}
-        status, task_options, model_id = row
+        status, task_options, model_id, support = row
         if status != "adapting":
             return {task_id: status}
-        options = {task_id: AdaptOptions(**task_options)}
+        queued = {task_id: _Queued(AdaptOptions(**task_options), support)}
         waiting = _waiting_tasks(conn, model_id, task_id, settings.adapt_batch_max - 1) if claims is not None else {}
     try:
         model = _model_row(url, model_id)
@@ -386,14 +390,14 @@ def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None
                 if not claims.take([task_id]):  # its own first: a batch that cannot have it takes no others
                     log.info("task %s is in another worker's batch", task_id)
                     return {}
-                options.update({t: waiting[t] for t in claims.take(list(waiting))})
+                queued.update({t: waiting[t] for t in claims.take(list(waiting))})
             except ClaimsUnavailable as exc:
                 log.warning("task %s adapts alone: adaptation claims unavailable (%s)", task_id, exc)
         marks = [("start", started), ("ledger-read", time.perf_counter())]
         statuses: dict[str, str] = {}
-        ids = list(options)
+        ids = list(queued)
         for i in range(0, len(ids), settings.adapt_chunk):
-            chunk = _adapt_batch(model, {t: options[t] for t in ids[i : i + settings.adapt_chunk]}, settings, marks)
+            chunk = _adapt_batch(model, {t: queued[t] for t in ids[i : i + settings.adapt_chunk]}, settings, marks)
             statuses.update({t: outcome.status for t, outcome in chunk.items()})
             if settled is not None:
                 settled(list(chunk.values()))
@@ -415,20 +419,28 @@ def _model_row(url: str, model_id: str) -> Model:
     return model
 
 
-def _waiting_tasks(conn: Connection, model_id: str, but: str, limit: int) -> dict[str, AdaptOptions]:
+@dataclass(frozen=True)
+class _Queued:
+    """A task waiting to adapt, as its row holds it."""
+
+    options: AdaptOptions
+    support: bytes | None  # its support set as safetensors bytes; None: the artifact at support_key (older tasks)
+
+
+def _waiting_tasks(conn: Connection, model_id: str, but: str, limit: int) -> dict[str, _Queued]:
     """Up to `limit` of the model's tasks waiting to adapt, oldest first, other than `but`."""
     if limit < 1:
         return {}
     rows = conn.execute(
-        select(Task.id, Task.options)
+        select(Task.id, Task.options, Task.support)
         .where(Task.model_id == model_id, Task.status == "adapting", Task.id != but)
         .order_by(Task.created_at, Task.id).limit(limit)
     ).all()
-    return {task_id: AdaptOptions(**opts) for task_id, opts in rows}
+    return {task_id: _Queued(AdaptOptions(**opts), support) for task_id, opts, support in rows}
 
 
 def _adapt_batch(
-    model: Model, options: dict[str, AdaptOptions], settings: Settings, marks: list[tuple[str, float]]
+    model: Model, queued: dict[str, _Queued], settings: Settings, marks: list[tuple[str, float]]
 ) -> dict[str, Announcement]:
     """Adapt, check and store a chunk of claimed tasks of one model; record each task's outcome.
     `marks`: the stage ends so far, for the timing line each task logs (its chunk's stages)."""
@@ -436,15 +448,15 @@ def _adapt_batch(
     try:
         learner = model_learner(model, settings)
     except Exception as exc:
-        log.exception("model %s could not be loaded to adapt %d tasks", model.id, len(options))
-        return _record(settings, store, {task_id: _failure(exc) for task_id in options}, marks)
+        log.exception("model %s could not be loaded to adapt %d tasks", model.id, len(queued))
+        return _record(settings, store, {task_id: _failure(exc) for task_id in queued}, marks)
     marks.append(("learner", time.perf_counter()))
     outcomes: dict[str, dict[str, Any]] = {}
     requests: dict[str, AdaptRequest] = {}
-    for task_id, opts in options.items():
+    for task_id, task in queued.items():
         try:
-            support = store.load(support_key(task_id))
-            requests[task_id] = AdaptRequest(support["x"].to(learner.device), support["y"].to(learner.device), opts)
+            support = deserialize(task.support) if task.support is not None else store.load(support_key(task_id))
+            requests[task_id] = AdaptRequest(support["x"].to(learner.device), support["y"].to(learner.device), task.options)
         except Exception as exc:
             log.exception("support set of task %s could not be read", task_id)
             outcomes[task_id] = _failure(exc)

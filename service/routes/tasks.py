@@ -32,7 +32,7 @@ from service.routes.common import BODY_ERRORS, SEND_RETRY, Cursor, ObjectId, err
 from service.routes.models import get_model_or_404
 from service.schemas import PredictionCreate, PredictionsPublic, TaskCreate, TaskPublic, TasksPublic
 from store.adaptation_events import Announcement
-from store.artifacts import ArtifactStore, support_key, task_prefix
+from store.artifacts import serialize, task_prefix
 from store.db import Model, Task, session_scope
 from store.ids import new_id
 from store.queue import ADAPT_TASK
@@ -41,6 +41,9 @@ from store.settings import Settings
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["tasks"])
+
+
+Marks = list[tuple[str, float]]  # stage ends, sent back as Server-Timing (benchmarks read it)
 
 
 def task_public(task: Task) -> TaskPublic:
@@ -58,14 +61,19 @@ def get_task_or_404(session: Session, task_id: str, tenant: str) -> Task:
     return task
 
 
-def _answer(task: Task, response: Response) -> TaskPublic:
+def _answer(task: Task, conversions: list[str], marks: Marks) -> Response:
+    """201 with a ready task, 202 with one still adapting (its JSON, as the declared response model
+    writes it, and the stages' Server-Timing); a failed adaptation is the 422 it raises."""
     if task.status == "failed":
         raise InvalidInput(f"adaptation of task {task.id} failed: {task.error}", param="support", code="adaptation_failed")
-    response.status_code = 201 if task.status == "ready" else 202
-    return task_public(task)
+    answer = task_public(task)
+    answer.conversions = conversions
+    return Response(
+        answer.model_dump_json(), status_code=201 if task.status == "ready" else 202, media_type="application/json",
+        headers={"Server-Timing": _server_timing(marks)},
+    )
 
 
-Marks = list[tuple[str, float]]  # stage ends, sent back as Server-Timing (benchmarks read it)
 
 
 @dataclass
@@ -82,15 +90,14 @@ class _NewTask:
 
 
 def _record_and_send(new: _NewTask, marks: Marks) -> tuple[Task, bool]:
-    """Parse, claim the Idempotency-Key, store the support set and the row, send the message: the
+    """Parse, claim the Idempotency-Key, store the row with its support set, send the message: the
     task and whether it was made now (False: the key's earlier task). Blocking (thread pool).
 
     The session commits before the send, so no connection is held while the broker is slow. A
-    failure after the row is stored deletes it and its support set: a stored task is always one
+    failure after the row is stored deletes it: a stored task is always one
     whose id its client gets (or whose idempotent retry will)."""
     state = new.request.app.state
     settings: Settings = state.settings
-    store: ArtifactStore = state.artifacts
     model = state.hot.model(new.model_id)  # cached: no SQL for a model this process has seen
     if model is None or model.tenant_id != new.tenant:
         raise NotFound("model", new.model_id, param="model_id")
@@ -103,16 +110,16 @@ def _record_and_send(new: _NewTask, marks: Marks) -> tuple[Task, bool]:
             session, new.tenant, new.idempotency_key, f"POST {new.request.url.path}",
             settings.idempotency_lease_seconds, settings.idempotency_ttl_hours,
         )
-        existing = idem.begin(new.body.model_dump_json())
+        existing = idem.begin(new.body.model_dump_json()) if new.idempotency_key is not None else None
         if existing is not None:
             return get_task_or_404(session, existing, new.tenant), False
         try:
-            store.save(support_key(new.task_id), {"x": x, "y": labels.targets})
+            support = serialize({"x": x, "y": labels.targets})  # stored in the row: the worker reads it with the row
             marks.append(("store", time.perf_counter()))
             task = Task(
                 id=new.task_id, tenant_id=new.tenant, model_id=model.id, status="adapting", labels=labels.vocabulary,
                 support_size=len(x), scalar_targets=labels.scalar,
-                options=new.body.options.model_dump(exclude_none=True),
+                options=new.body.options.model_dump(exclude_none=True), support=support,
             )
             session.add(task)
             idem.record(new.task_id)  # the key names the task in the transaction that stores it
@@ -131,15 +138,15 @@ def _record_and_send(new: _NewTask, marks: Marks) -> tuple[Task, bool]:
                 raise Unavailable(f"the adaptation queue is unavailable ({type(exc).__name__}); retry later") from None
             marks.append(("send", time.perf_counter()))
         except BaseException:
-            _undo(session, store, new.task_id, idem)
+            _undo(session, new.task_id, idem)
             raise
     return task, True
 
 
-def _undo(session: Session, store: ArtifactStore, task_id: str, idem: Idempotency) -> None:
-    """Delete the task's row, key and support set after a failure; best effort (logged), so that
-    the original error is the one the client sees. A message already sent finds no row and is
-    dropped by the worker."""
+def _undo(session: Session, task_id: str, idem: Idempotency) -> None:
+    """Delete the task's row (its support set with it) and key after a failure; best effort
+    (logged), so that the original error is the one the client sees. A message already sent finds
+    no row and is dropped by the worker."""
     try:
         session.rollback()
         session.execute(delete(Task).where(Task.id == task_id))
@@ -147,10 +154,6 @@ def _undo(session: Session, store: ArtifactStore, task_id: str, idem: Idempotenc
         session.commit()
     except Exception:  # noqa: BLE001
         log.exception("task %s: its row could not be removed after a failed request; it stays listed", task_id)
-    try:
-        store.delete_prefix(task_prefix(task_id))
-    except Exception:  # noqa: BLE001
-        log.exception("task %s: its support set could not be removed", task_id)
 
 
 def _settled(task: Task, heard: Heard) -> Task | None:
@@ -211,12 +214,19 @@ def list_model_tasks(
                **errors(*BODY_ERRORS, 404, 409, 503)},
 )
 async def create_task(
-    model_id: ObjectId, body: TaskCreate, request: Request, response: Response, idempotency_key: IdempotencyKeyHeader = None,
-) -> TaskPublic:
-    # async: admission before any database work, then short thread-pool calls that each close
-    # their session, and the wait for the worker on a future (no thread, no connection). No
-    # docstring: it would become the operation's description in openapi.json.
-    state = request.app.state
+    model_id: ObjectId, body: TaskCreate, request: Request, idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    # Most requests never reach this: service/fastpath.py answers them in front of the router with
+    # the same code (task_answer()); this declares the operation and answers the bodies the fast
+    # path hands over. No docstring: it would become the operation's description in openapi.json.
+    return await task_answer(request.app.state, request, model_id, body, idempotency_key)
+
+
+async def task_answer(state: Any, request: Request, model_id: str, body: TaskCreate, idempotency_key: str | None) -> Response:
+    """The answer to POST /v1/models/{id}/tasks, for the declared route and the fast path alike.
+
+    Async: admission before any database work, then short thread-pool calls that each close their
+    session, and the wait for the worker on a future (no thread, no connection)."""
     admission: Admission = state.admission
     marks: Marks = [("start", time.perf_counter())]
     with admission.process_slot():
@@ -239,10 +249,7 @@ async def create_task(
                         state.metrics.adaptation_seconds.observe(time.perf_counter() - start)
             finally:
                 waiter.forget(new.task_id)
-    response.headers["Server-Timing"] = _server_timing(marks)
-    answer = _answer(task, response)
-    answer.conversions = new.conversions
-    return answer
+    return _answer(task, new.conversions, marks)
 
 
 @router.get("/v1/tasks/{task_id}", operation_id="get_task", response_model=TaskPublic, responses=errors(404))

@@ -113,4 +113,4 @@ def test_a_model_deleted_under_a_cached_row_answers_404_and_stores_nothing(tmp_p
     with session_scope(url) as session:
         assert session.query(Task).count() == 0
     tasks_dir = settings.artifact_dir / "tasks"
-    assert sorted(p.name for p in tasks_dir.iterdir()) == [first.json()["id"]]  # only the first task's support set
+    assert not tasks_dir.exists() or not any(tasks_dir.rglob("*.*"))  # support sets are stored in task rows

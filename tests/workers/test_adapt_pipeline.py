@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from models.recipe import resolve
-from store.artifacts import artifact_store, state_key, support_key, theta_key
+from store.artifacts import artifact_store, serialize, state_key, support_key, theta_key
 from store.db import Job, Model, Task, init_db, session_scope
 from store.ids import new_id
 from store.settings import Settings
@@ -58,6 +58,26 @@ def test_adapt_task_records_ready_once(settings, sine_model):
     written = state.stat().st_mtime_ns
     assert pipelines.adapt_task(task_id, settings) == "ready"  # a redelivered message adapts nothing
     assert state.stat().st_mtime_ns == written
+
+
+def test_a_support_set_in_the_row_adapts_as_one_in_a_file(settings, sine_model):
+    """The API stores a task's support set in its row (migration 0006); tasks stored before keep
+    theirs in the artifact store, and both adapt the same way."""
+    from_file = _task(settings, sine_model)
+    in_row = new_id("tsk")
+    x = torch.linspace(-3, 3, 5).unsqueeze(1)
+    with session_scope(settings.sqlalchemy_url) as session:
+        session.add(Task(id=in_row, model_id=sine_model, status="adapting", support_size=5, scalar_targets=True,
+                         options={}, support=serialize({"x": x, "y": torch.sin(x)})))
+    store = artifact_store(settings)
+    assert not store.exists(support_key(in_row))
+    assert pipelines.adapt_task(in_row, settings) == "ready"
+    assert pipelines.adapt_task(from_file, settings) == "ready"
+    a, b = store.load(state_key(in_row)), store.load(state_key(from_file))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    with session_scope(settings.sqlalchemy_url) as session:
+        task = session.get(Task, in_row)
+        assert task is not None and "support" not in task.__dict__  # deferred: reading a row leaves it out
 
 
 def test_adapt_task_of_an_unknown_task_is_missing(settings):

@@ -74,8 +74,6 @@ def _answer(task: Task, conversions: list[str], marks: Marks) -> Response:
     )
 
 
-
-
 @dataclass
 class _NewTask:
     """What one POST asks for, and where the database and the queue are."""
@@ -94,8 +92,8 @@ def _record_and_send(new: _NewTask, marks: Marks) -> tuple[Task, bool]:
     task and whether it was made now (False: the key's earlier task). Blocking (thread pool).
 
     The session commits before the send, so no connection is held while the broker is slow. A
-    failure after the row is stored deletes it: a stored task is always one
-    whose id its client gets (or whose idempotent retry will)."""
+    failure after the row is stored deletes it: a stored task is always one whose id its client
+    gets (or whose idempotent retry will)."""
     state = new.request.app.state
     settings: Settings = state.settings
     model = state.hot.model(new.model_id)  # cached: no SQL for a model this process has seen

@@ -54,9 +54,10 @@ MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_TH
 # The first iteration's meta-losses (same weights, same episodes) must agree closely; later ones may
 # drift by float rounding: ours runs Conv4 channels-last on the CPU (the same maths, other kernels),
 # and Adam's first steps move each weight by about its learning rate whatever its gradient's size,
-# so a near-zero gradient's rounding moves the next losses by up to a few 1e-3.
+# so a near-zero gradient's rounding moves the next losses: by up to a few 1e-3 with one inner step,
+# 2.9e-2 on losses of 1.4 by the sixth iteration with five (SO5, session 12), hence a relative bound.
 FIRST_LOSS_TOLERANCE = 1e-4
-LOSS_TOLERANCE = 1e-2
+LOSS_TOLERANCE = 0.05  # relative, after the first iteration
 SPEC = ProblemSpec((1, 28, 28), "classification", n_way=5)
 Step = Callable[[list[Episode]], float]
 
@@ -227,8 +228,9 @@ def check_losses(results: dict[str, dict[str, dict]]) -> float:
             if impl not in row:
                 continue
             first = abs(row["ours"]["losses"][0] - row[impl]["losses"][0])
-            diff = max(abs(a - b) for a, b in zip(row["ours"]["losses"], row[impl]["losses"], strict=True))
-            if first > FIRST_LOSS_TOLERANCE or diff > LOSS_TOLERANCE:
+            pairs = list(zip(row["ours"]["losses"], row[impl]["losses"], strict=True))
+            diff = max(abs(a - b) for a, b in pairs)
+            if first > FIRST_LOSS_TOLERANCE or any(abs(a - b) > LOSS_TOLERANCE * abs(a) for a, b in pairs[1:]):
                 raise AssertionError(f"{config}: {impl}'s meta-losses differ from ours by {first:.2e} on the first "
                                      f"iteration and {diff:.2e} at most "
                                      f"(ours {row['ours']['losses']}, {impl} {row[impl]['losses']})")
@@ -300,7 +302,7 @@ def main() -> None:
         results[config] = {impl: merge_rounds(runs[config if impl != "floor" else configs[0], impl]) for impl in impls}
     worst = check_losses(results)
     print(f"meta-losses agree: max difference from ours {worst:.2e} (tolerance {FIRST_LOSS_TOLERANCE} on the first "
-          f"iteration, {LOSS_TOLERANCE} after)")
+          f"iteration, {LOSS_TOLERANCE:.0%} of the loss after)")
     lines = [
         f"MAML on Conv4 ({args.channels} channels), {source}, 5-way 1-shot, {args.queries} queries per class, "
         f"meta-batch {args.meta_batch}, inner lr 0.4, Adam 1e-3, device {args.device}, {args.threads} torch thread(s), glibc malloc "
@@ -313,8 +315,8 @@ def main() -> None:
         *table(results, impls),
         "",
         f"Meta-losses of every iteration agree with ours to {worst:.1e} (asserted below {FIRST_LOSS_TOLERANCE} on the "
-        f"first iteration, the same weights and episodes, and {LOSS_TOLERANCE} after it: ours runs channels-last, whose "
-        "rounding Adam's first steps carry forward).",
+        f"first iteration, the same weights and episodes, and within {LOSS_TOLERANCE:.0%} of the loss after it: ours runs "
+        "channels-last, whose rounding Adam's first steps carry forward).",
     ]
     write_results(args.name, {"settings": vars(args), "data": source, "max_loss_difference": worst,
                               "results": results}, "\n".join(lines) + "\n")

@@ -230,7 +230,8 @@ def check_losses(results: dict[str, dict[str, dict]]) -> float:
             first = abs(row["ours"]["losses"][0] - row[impl]["losses"][0])
             pairs = list(zip(row["ours"]["losses"], row[impl]["losses"], strict=True))
             diff = max(abs(a - b) for a, b in pairs)
-            if first > FIRST_LOSS_TOLERANCE or any(abs(a - b) > LOSS_TOLERANCE * abs(a) for a, b in pairs[1:]):
+            # written as "not within" so that a NaN loss fails too
+            if not first <= FIRST_LOSS_TOLERANCE or not all(abs(a - b) <= LOSS_TOLERANCE * abs(a) for a, b in pairs[1:]):
                 raise AssertionError(f"{config}: {impl}'s meta-losses differ from ours by {first:.2e} on the first "
                                      f"iteration and {diff:.2e} at most "
                                      f"(ours {row['ours']['losses']}, {impl} {row[impl]['losses']})")

@@ -72,9 +72,10 @@ async def cached_tenant_of(state: Any, request: Request) -> str:
 
 
 # The header, declared once for the routes that read it themselves (async routes).
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
 IdempotencyKeyHeader = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", max_length=255, description="the same key returns the same object, never a second one"),
+    Header(alias="Idempotency-Key", max_length=IDEMPOTENCY_KEY_MAX_LENGTH, description="the same key returns the same object, never a second one"),
 ]
 
 

@@ -35,7 +35,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.episodes import ProblemSpec
-from service.deps import cached_tenant_of
+from service.deps import IDEMPOTENCY_KEY_MAX_LENGTH, cached_tenant_of
 from service.errors import ApiError, Conflict, InvalidInput, NotFound, PayloadTooLarge
 from service.hot import HotRows
 from service.inputs import MAX_ITEMS, InputBudget, check_finite_outputs, parse_inputs
@@ -48,7 +48,6 @@ PREDICTIONS_PATH = "/v1/tasks/{task_id}/predictions"
 _PATH = re.compile(r"^/v1/tasks/([A-Za-z0-9_-]{1,64})/predictions$")
 TASKS_PATH = "/v1/models/{model_id}/tasks"
 _TASKS_PATH = re.compile(rf"^/v1/models/([A-Za-z0-9_-]{{1,{ID_MAX_LENGTH}}})/tasks$")
-IDEMPOTENCY_KEY_MAX = 255  # service/deps.py IdempotencyKeyHeader's max_length
 INLINE_BODY_BYTES = 65_536  # smaller JSON bodies are parsed on the event loop (no thread hop)
 # (spec, budget, conversions) -> inputs [B, *input_shape]; conversions collects what the modality converted
 Parse = Callable[[ProblemSpec, InputBudget, list[str]], torch.Tensor]
@@ -135,6 +134,7 @@ def fast_predictions(app: ASGIApp, fastapi_app: FastAPI, route: Any) -> ASGIApp:
         if match is None:
             await app(scope, receive, send)
             return
+        scope["route"] = route  # the metrics label requests by route template, a 413 while reading included
         body, messages = await _read(receive)
         content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"application/json")
         media = content_type.split(b";")[0].strip().lower()
@@ -154,7 +154,6 @@ def fast_predictions(app: ASGIApp, fastapi_app: FastAPI, route: Any) -> ASGIApp:
         if parse is None:  # the declared route answers, and its validation errors with it
             await app(scope, _replay(messages, receive), send)
             return
-        scope["route"] = route  # the metrics label requests by route template
         request = Request(scope)
         try:
             response: Response = Response(
@@ -182,16 +181,16 @@ def fast_task_creation(app: ASGIApp, fastapi_app: FastAPI, route: Any, answer: T
         if match is None:
             await app(scope, receive, send)
             return
+        scope["route"] = route  # the metrics label requests by route template, a 413 while reading included
         body, messages = await _read(receive)
         content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
         media = content_type.split(b";")[0].strip().lower()
         keys = [v for k, v in scope["headers"] if k == b"idempotency-key"]
         task = _task_create(body) if media == b"application/json" and len(keys) <= 1 else None
         key = keys[0].decode("latin-1") if keys else None
-        if task is None or (key is not None and len(key) > IDEMPOTENCY_KEY_MAX):
+        if task is None or (key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH):
             await app(scope, _replay(messages, receive), send)  # the declared route answers, its 422s with it
             return
-        scope["route"] = route  # the metrics label requests by route template
         request = Request(scope)
         try:
             response = await answer(fastapi_app.state, request, match.group(1), task, key)

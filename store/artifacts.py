@@ -279,7 +279,8 @@ def theta_key(model_id: str) -> str:
 
 
 def support_key(task_id: str) -> str:
-    """A task's support set (`x`, `y`), written by the API for the worker to adapt on."""
+    """A task's support set (`x`, `y`) as the API wrote it before migration 0006; newer tasks keep
+    theirs in their row (store.db.Task.support), and the adapt worker reads this file only for the older."""
     return f"tasks/{task_id}/support.safetensors"
 
 

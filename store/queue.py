@@ -1,6 +1,7 @@
 """The Celery configuration the API (sender) and the workers (consumers) share.
 
-Messages are JSON and carry ids only; tensors go through the artifact store.
+Messages are JSON and carry ids only; tensors go through the artifact store or, for a new task's
+support set, the task's row.
 """
 
 from __future__ import annotations

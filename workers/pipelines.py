@@ -378,7 +378,8 @@ def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None
         status, task_options, model_id, support = row
         if status != "adapting":
             return {task_id: status}
-        queued = {task_id: _Queued(AdaptOptions(**task_options), support)}
+        options = {task_id: AdaptOptions(**task_options)}
+        supports: dict[str, bytes | None] = {task_id: support}  # the others' once claimed, chunk by chunk
         waiting = _waiting_tasks(conn, model_id, task_id, settings.adapt_batch_max - 1) if claims is not None else {}
     try:
         model = _model_row(url, model_id)
@@ -390,14 +391,18 @@ def adapt_tasks(task_id: str, settings: Settings, settled: Settled | None = None
                 if not claims.take([task_id]):  # its own first: a batch that cannot have it takes no others
                     log.info("task %s is in another worker's batch", task_id)
                     return {}
-                queued.update({t: waiting[t] for t in claims.take(list(waiting))})
+                options.update({t: waiting[t] for t in claims.take(list(waiting))})
             except ClaimsUnavailable as exc:
                 log.warning("task %s adapts alone: adaptation claims unavailable (%s)", task_id, exc)
         marks = [("start", started), ("ledger-read", time.perf_counter())]
         statuses: dict[str, str] = {}
-        ids = list(queued)
+        ids = list(options)
         for i in range(0, len(ids), settings.adapt_chunk):
-            chunk = _adapt_batch(model, {t: queued[t] for t in ids[i : i + settings.adapt_chunk]}, settings, marks)
+            chunk_ids = ids[i : i + settings.adapt_chunk]
+            if unread := [t for t in chunk_ids if t not in supports]:
+                supports.update(_supports(url, unread))
+            queued = {t: _Queued(options[t], supports.pop(t, None)) for t in chunk_ids}
+            chunk = _adapt_batch(model, queued, settings, marks)
             statuses.update({t: outcome.status for t, outcome in chunk.items()})
             if settled is not None:
                 settled(list(chunk.values()))
@@ -427,16 +432,25 @@ class _Queued:
     support: bytes | None  # its support set as safetensors bytes; None: the artifact at support_key (older tasks)
 
 
-def _waiting_tasks(conn: Connection, model_id: str, but: str, limit: int) -> dict[str, _Queued]:
-    """Up to `limit` of the model's tasks waiting to adapt, oldest first, other than `but`."""
+def _waiting_tasks(conn: Connection, model_id: str, but: str, limit: int) -> dict[str, AdaptOptions]:
+    """Up to `limit` of the model's tasks waiting to adapt, oldest first, other than `but`
+    (their support sets are read once claimed: most of a burst's messages claim none)."""
     if limit < 1:
         return {}
     rows = conn.execute(
-        select(Task.id, Task.options, Task.support)
+        select(Task.id, Task.options)
         .where(Task.model_id == model_id, Task.status == "adapting", Task.id != but)
         .order_by(Task.created_at, Task.id).limit(limit)
     ).all()
-    return {task_id: _Queued(AdaptOptions(**opts), support) for task_id, opts, support in rows}
+    return {task_id: AdaptOptions(**opts) for task_id, opts in rows}
+
+
+def _supports(url: str, task_ids: list[str]) -> dict[str, bytes | None]:
+    """The support sets stored in these tasks' rows (None: stored as a file, before migration 0006);
+    a task deleted since it was claimed is left out."""
+    with get_engine(url).connect() as conn:
+        rows = conn.execute(select(Task.id, Task.support).where(Task.id.in_(task_ids))).all()
+    return {task_id: support for task_id, support in rows}
 
 
 def _adapt_batch(

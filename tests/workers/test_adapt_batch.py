@@ -11,7 +11,7 @@ import torch
 from models.learners import AdaptOptions
 from store import adaptation_claims
 from store.adaptation_events import Announcement
-from store.artifacts import artifact_store, state_key, support_key
+from store.artifacts import artifact_store, serialize, state_key, support_key
 from store.db import Model, Task, init_db, session_scope
 from store.ids import new_id
 from store.settings import Settings
@@ -41,14 +41,18 @@ def sine_model(settings) -> str:
     return _train(settings, "maml", "sinusoid", {"steps": 3, "meta_batch_size": 2, "eval_episodes": 3})
 
 
-def _task(settings: Settings, model_id: str, phase: float, x: torch.Tensor | None = None, options: dict | None = None) -> str:
-    """A task as the API leaves it for the worker: support in the store, row adapting."""
+def _task(settings: Settings, model_id: str, phase: float, x: torch.Tensor | None = None, options: dict | None = None,
+          in_row: bool = False) -> str:
+    """A task as the API leaves it for the worker, row adapting: its support set in its row (as the
+    API stores it since migration 0006) or in the artifact store (as before)."""
     task_id = new_id("tsk")
     x = torch.linspace(-3, 3, 5).unsqueeze(1) if x is None else x
-    artifact_store(settings).save(support_key(task_id), {"x": x, "y": torch.sin(x + phase)})
+    support = {"x": x, "y": torch.sin(x + phase)}
+    if not in_row:
+        artifact_store(settings).save(support_key(task_id), support)
     with session_scope(settings.sqlalchemy_url) as session:
         session.add(Task(id=task_id, model_id=model_id, status="adapting", support_size=len(x), scalar_targets=True,
-                         options=options or {}))
+                         options=options or {}, support=serialize(support) if in_row else None))
     return task_id
 
 
@@ -65,7 +69,8 @@ def _drain(settings: Settings, model_id: str) -> None:
 
 def test_one_message_adapts_the_waiting_tasks_of_its_model(settings, sine_model):
     _drain(settings, sine_model)
-    ids = [_task(settings, sine_model, phase, options={"inner_steps": 3} if phase == 2 else None) for phase in range(6)]
+    ids = [_task(settings, sine_model, phase, options={"inner_steps": 3} if phase == 2 else None, in_row=phase % 2 == 1)
+           for phase in range(6)]  # support sets in rows and in files, mixed in one batch
     statuses = pipelines.adapt_tasks(ids[0], settings)
     assert statuses == dict.fromkeys(ids[:4], "ready")  # adapt_batch_max 4: the oldest four, the sent one first
     assert _statuses(settings, ids) == ["ready"] * 4 + ["adapting"] * 2
@@ -74,9 +79,9 @@ def test_one_message_adapts_the_waiting_tasks_of_its_model(settings, sine_model)
         model = session.get(Model, sine_model)
     learner = pipelines.model_learner(model, settings)
     store = artifact_store(settings)
+    x = torch.linspace(-3, 3, 5).unsqueeze(1)
     for i, task_id in enumerate(ids[:4]):
-        support = store.load(support_key(task_id))
-        alone = learner.adapt(support["x"], support["y"], AdaptOptions(inner_steps=3) if i == 2 else None)
+        alone = learner.adapt(x, torch.sin(x + i), AdaptOptions(inner_steps=3) if i == 2 else None)
         stored = store.load(state_key(task_id))
         assert stored.keys() == alone.keys()
         for k in alone:

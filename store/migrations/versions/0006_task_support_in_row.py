@@ -4,7 +4,8 @@ The API stores a new task's support set (the safetensors bytes of `x` and `y`) i
 in the insert that stores the task, and the adapt worker reads it with the row: one file written,
 one read (or two object-store round trips) fewer on every adaptation. Tasks stored before this
 migration keep their support set as the artifact `tasks/{id}/support.safetensors`, which the
-worker still reads where the column is empty.
+worker still reads where the column is empty. Roll adapt workers out before API processes: a
+worker before this release reads only the file, and fails a task a newer API stored in its row.
 
 Revision ID: 0006
 Revises: 0005

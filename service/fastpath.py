@@ -155,15 +155,12 @@ def fast_predictions(app: ASGIApp, fastapi_app: FastAPI, route: Any) -> ASGIApp:
             await app(scope, _replay(messages, receive), send)
             return
         request = Request(scope)
-        try:
-            response: Response = Response(
-                await predictions(fastapi_app.state, request, match.group(1), parse, inline), media_type="application/json",
-            )
-        except Exception as exc:  # noqa: BLE001 - answered by the app's handler for it, as the router would
-            if not isinstance(exc, ApiError):
-                log.exception("POST %s failed", scope["path"])
-            response = await _handled(fastapi_app, request, exc)
-        await response(scope, receive, send)
+
+        async def answer() -> Response:
+            content = await predictions(fastapi_app.state, request, match.group(1), parse, inline)
+            return Response(content, media_type="application/json")
+
+        await _respond(fastapi_app, request, answer, receive, send)
 
     return handle
 
@@ -192,13 +189,7 @@ def fast_task_creation(app: ASGIApp, fastapi_app: FastAPI, route: Any, answer: T
             await app(scope, _replay(messages, receive), send)  # the declared route answers, its 422s with it
             return
         request = Request(scope)
-        try:
-            response = await answer(fastapi_app.state, request, match.group(1), task, key)
-        except Exception as exc:  # noqa: BLE001 - answered by the app's handler for it, as the router would
-            if not isinstance(exc, ApiError):
-                log.exception("POST %s failed", scope["path"])
-            response = await _handled(fastapi_app, request, exc)
-        await response(scope, receive, send)
+        await _respond(fastapi_app, request, lambda: answer(fastapi_app.state, request, match.group(1), task, key), receive, send)
 
     return handle
 
@@ -229,6 +220,19 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
         return pending.pop(0) if pending else await receive()
 
     return replay
+
+
+async def _respond(
+    app: FastAPI, request: Request, answer: Callable[[], Awaitable[Response]], receive: Receive, send: Send,
+) -> None:
+    """Send `answer()`, or the app's own answer to what it raised, as the router would."""
+    try:
+        response = await answer()
+    except Exception as exc:  # noqa: BLE001 - answered by the app's handler for it, as the router would
+        if not isinstance(exc, ApiError):
+            log.exception("POST %s failed", request.url.path)
+        response = await _handled(app, request, exc)
+    await response(request.scope, receive, send)
 
 
 async def _handled(app: FastAPI, request: Request, exc: Exception) -> Response:

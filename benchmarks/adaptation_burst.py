@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 import torch
 from http_adaptation import BENCH_CACHE, Served, supports, train_model
-from reporting import DATASETS, RESULTS, ROOT, setup, synchronize, write_results
+from reporting import DATASETS, RESULTS, ROOT, cpu_seconds, setup, synchronize, write_results
 
 from models.episodes import ProblemSpec
 from models.learners import AdaptRequest, build_learner
@@ -59,42 +59,28 @@ MODES: dict[str, dict[str, str]] = {
 
 
 def _cpu_by_process(root: int) -> dict[int, tuple[str, float]]:
-    """Every process under `root` (itself included): pid -> (role, CPU seconds so far, user + system)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    stats: dict[int, tuple[str, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    """`root` and every process under it: pid -> (role, CPU seconds so far, user + system)."""
+    out: dict[int, tuple[str, float]] = {}
+    pending = [(root, 0)]  # (pid, its parent)
+    while pending:
+        pid, parent = pending.pop()
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            children = [int(c) for f in Path(f"/proc/{pid}/task").glob("*/children") for c in f.read_text().split()]
         except OSError:  # gone meanwhile
             continue
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        stats[pid] = (cmd, (int(fields[11]) + int(fields[12])) / tick)
-    tree, grew = {root}, True
-    while grew:
-        grew = False
-        for pid, parent in parents.items():
-            if parent in tree and pid not in tree:
-                tree.add(pid)
-                grew = True
-    out = {}
-    for pid in tree & stats.keys():
-        cmd = stats[pid][0]
+        pending += [(child, pid) for child in children]
         if "spawn_main" in cmd or "uvicorn" in cmd:
             role = "API"
         elif "-Q adapt" in cmd:
-            role = "adapt worker, main process" if parents[pid] == root else "adapt worker, pool processes"
+            role = "adapt worker, main process" if parent == root else "adapt worker, pool processes"
         elif "-Q train" in cmd:
             role = "train worker"
         elif "valkey" in cmd or "redis" in cmd:
             role = "Redis"
         else:
             role = "fewshot serve (supervisor)" if pid == root else "other"
-        out[pid] = (role, stats[pid][1])
+        out[pid] = (role, cpu_seconds([pid]))
     return out
 
 

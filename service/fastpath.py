@@ -129,15 +129,8 @@ def png_input(body: bytes) -> Parse:
 def fast_predictions(app: ASGIApp, fastapi_app: FastAPI, route: Any) -> ASGIApp:
     """`app` with POST PREDICTIONS_PATH answered in front of it; `route` is that path's declared route."""
 
-    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-        match = _PATH.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if match is None:
-            await app(scope, receive, send)
-            return
-        scope["route"] = route  # the metrics label requests by route template, a 413 while reading included
-        body, messages = await _read(receive)
-        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"application/json")
-        media = content_type.split(b";")[0].strip().lower()
+    def take(scope: Scope, match: re.Match[str], body: bytes) -> Answer | None:
+        media = _media(scope, default=b"application/json")
         parse: Parse | None = None
         inline = len(body) <= INLINE_BODY_BYTES
         if media == b"application/json":
@@ -151,18 +144,17 @@ def fast_predictions(app: ASGIApp, fastapi_app: FastAPI, route: Any) -> ASGIApp:
             parse, inline = float32_inputs(body), True
         elif media == b"image/png":
             parse = png_input(body)
-        if parse is None:  # the declared route answers, and its validation errors with it
-            await app(scope, _replay(messages, receive), send)
-            return
-        request = Request(scope)
+        if parse is None:
+            return None
+        found = parse
 
-        async def answer() -> Response:
-            content = await predictions(fastapi_app.state, request, match.group(1), parse, inline)
+        async def answer(request: Request) -> Response:
+            content = await predictions(fastapi_app.state, request, match.group(1), found, inline)
             return Response(content, media_type="application/json")
 
-        await _respond(fastapi_app, request, answer, receive, send)
+        return answer
 
-    return handle
+    return _in_front(app, fastapi_app, _PATH, route, take)
 
 
 # (app state, request, model id, body, Idempotency-Key) -> the answer: service/routes/tasks.py task_answer
@@ -173,25 +165,54 @@ def fast_task_creation(app: ASGIApp, fastapi_app: FastAPI, route: Any, answer: T
     """`app` with POST TASKS_PATH's JSON bodies answered in front of it by `answer`; `route` is that
     path's declared POST route."""
 
+    def take(scope: Scope, match: re.Match[str], body: bytes) -> Answer | None:
+        keys = [v for k, v in scope["headers"] if k == b"idempotency-key"]
+        task = _task_create(body) if _media(scope, default=b"") == b"application/json" and len(keys) <= 1 else None
+        key = keys[0].decode("latin-1") if keys else None
+        if task is None or (key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH):
+            return None
+        return lambda request: answer(fastapi_app.state, request, match.group(1), task, key)
+
+    return _in_front(app, fastapi_app, _TASKS_PATH, route, take)
+
+
+Answer = Callable[[Request], Awaitable[Response]]
+# What a handler in front makes of a POST to its path (scope, the path's match, the body): its
+# answer, or None where the declared route must answer (and its validation errors with it).
+Take = Callable[[Scope, "re.Match[str]", bytes], "Answer | None"]
+
+
+def _in_front(app: ASGIApp, fastapi_app: FastAPI, path: re.Pattern[str], route: Any, take: Take) -> ASGIApp:
+    """`app` with the POSTs to `path` that `take` answers answered in front of it; the others, body
+    replayed, go to `app`. Errors raised by an answer go through the app's own exception handlers."""
+
     async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-        match = _TASKS_PATH.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        match = path.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if match is None:
             await app(scope, receive, send)
             return
         scope["route"] = route  # the metrics label requests by route template, a 413 while reading included
         body, messages = await _read(receive)
-        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
-        media = content_type.split(b";")[0].strip().lower()
-        keys = [v for k, v in scope["headers"] if k == b"idempotency-key"]
-        task = _task_create(body) if media == b"application/json" and len(keys) <= 1 else None
-        key = keys[0].decode("latin-1") if keys else None
-        if task is None or (key is not None and len(key) > IDEMPOTENCY_KEY_MAX_LENGTH):
-            await app(scope, _replay(messages, receive), send)  # the declared route answers, its 422s with it
+        answer = take(scope, match, body)
+        if answer is None:
+            await app(scope, _replay(messages, receive), send)
             return
         request = Request(scope)
-        await _respond(fastapi_app, request, lambda: answer(fastapi_app.state, request, match.group(1), task, key), receive, send)
+        try:
+            response = await answer(request)
+        except Exception as exc:  # noqa: BLE001 - answered by the app's handler for it, as the router would
+            if not isinstance(exc, ApiError):
+                log.exception("POST %s failed", scope["path"])
+            response = await _handled(fastapi_app, request, exc)
+        await response(scope, receive, send)
 
     return handle
+
+
+def _media(scope: Scope, default: bytes) -> bytes:
+    """The request's media type, lower case, without parameters (`default` when none is given)."""
+    content_type = next((v for k, v in scope["headers"] if k == b"content-type"), default)
+    return content_type.split(b";")[0].strip().lower()
 
 
 def _task_create(body: bytes) -> TaskCreate | None:
@@ -220,19 +241,6 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
         return pending.pop(0) if pending else await receive()
 
     return replay
-
-
-async def _respond(
-    app: FastAPI, request: Request, answer: Callable[[], Awaitable[Response]], receive: Receive, send: Send,
-) -> None:
-    """Send `answer()`, or the app's own answer to what it raised, as the router would."""
-    try:
-        response = await answer()
-    except Exception as exc:  # noqa: BLE001 - answered by the app's handler for it, as the router would
-        if not isinstance(exc, ApiError):
-            log.exception("POST %s failed", request.url.path)
-        response = await _handled(app, request, exc)
-    await response(request.scope, receive, send)
 
 
 async def _handled(app: FastAPI, request: Request, exc: Exception) -> Response:

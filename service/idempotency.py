@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
 
@@ -61,13 +62,17 @@ class Idempotency:
     def claimed(self) -> bool:
         return self._token is not None
 
-    def begin(self, fingerprint: str | bytes) -> str | None:
+    def begin(self, fingerprint: str | bytes | Callable[[], str | bytes]) -> str | None:
         """The id of the object this key already made, or None after claiming the key.
+        `fingerprint`: what identifies the request, or a function that gives it, called only when
+        the request has a key (most have none: their bodies are not serialised for nothing).
 
         409 when the key was used for another request, or while another live request holds it.
         """
         if self.key is None:
             return None
+        if callable(fingerprint):
+            fingerprint = fingerprint()
         digest = hashlib.sha256(fingerprint if isinstance(fingerprint, bytes) else fingerprint.encode()).hexdigest()
         self.session.commit()
         self._purge_expired()

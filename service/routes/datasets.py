@@ -95,8 +95,9 @@ def create_dataset(
     if channels not in (None, 1, 3):
         raise InvalidInput(f"channels must be 1 (greyscale) or 3 (colour), got {channels}", param="channels", code="invalid_channels")
     options = UploadOptions(image_size, invert, channels, label_column)
-    fingerprint = hashlib.sha256(content).hexdigest() + f"|{label}|{image_size}|{invert}|{channels}|{label_column}"
-    existing = idem.begin(fingerprint)
+    existing = idem.begin(
+        lambda: hashlib.sha256(content).hexdigest() + f"|{label}|{image_size}|{invert}|{channels}|{label_column}"
+    )
     if existing is not None:
         return dataset_public(get_dataset_or_404(session, existing, tenant))
     try:

@@ -78,7 +78,7 @@ def create_job(body: JobCreate, session: SessionDep, queue: QueueDep, tenant: Te
         raise InvalidInput(str(exc), param=exc.param, code="invalid_config") from None
     if recipe.dataset.startswith(UPLOADED_PREFIX):
         _check_uploaded_dataset(session, tenant, recipe)
-    existing = idem.begin(body.model_dump_json())
+    existing = idem.begin(body.model_dump_json)
     if existing is not None:
         return job_public(get_job_or_404(session, tenant, existing))
     try:

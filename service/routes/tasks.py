@@ -108,7 +108,7 @@ def _record_and_send(new: _NewTask, marks: Marks) -> tuple[Task, bool]:
             session, new.tenant, new.idempotency_key, f"POST {new.request.url.path}",
             settings.idempotency_lease_seconds, settings.idempotency_ttl_hours,
         )
-        existing = idem.begin(new.body.model_dump_json()) if new.idempotency_key is not None else None
+        existing = idem.begin(new.body.model_dump_json)
         if existing is not None:
             return get_task_or_404(session, existing, new.tenant), False
         try:

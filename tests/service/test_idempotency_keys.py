@@ -174,3 +174,22 @@ def test_the_migration_gives_stuck_keys_a_claim_that_a_retry_takes_over(tmp_path
         make_object(session, taker, "obj_1")
     engine.dispose()
 
+
+
+def test_a_fingerprint_function_is_called_only_for_a_request_with_a_key(url):
+    calls: list[str] = []
+
+    def fingerprint() -> str:
+        calls.append("called")
+        return "request"
+
+    with session_factory(url)() as session:
+        assert Idempotency(session, "tnt_a", None, ROUTE).begin(fingerprint) is None
+        assert calls == []  # no key: nothing to compare, the body is not serialised
+        first = idem(session)
+        assert first.begin(fingerprint) is None and first.claimed and calls == ["called"]
+        make_object(session, first, "obj_1")
+    with session_factory(url)() as session:
+        assert idem(session).begin("request") == "obj_1"  # the same fingerprint as the string itself
+        with pytest.raises(Conflict):
+            idem(session).begin(lambda: "another request")

@@ -3,7 +3,11 @@
 Conv4 (64 channels) on Omniglot (1x28x28), 5-way 1-shot, 15 queries per class, meta-batch
 32, inner learning rate 0.4, Adam 1e-3, 2 torch threads (issue 8). Rows: second-order and
 first-order MAML with 1 and 5 inner steps. The floor is a plain forward and backward pass
-over the same images, task by task (support set, then query set), which any meta-batch pays.
+over the same images, task by task (support set, then query set), which any meta-batch pays;
+floor-threads is that pass with the tasks split across the torch threads, one intra-op thread
+each, as our MAML runs a meta-batch on the CPU by default (meta_batch_mode "threads",
+models.task_threads); ours is measured against the cheaper of the two. The libraries run
+their tasks one after another at the torch threads, as their examples do.
 
 Every (implementation, config) runs in a fresh process, so each peak resident memory (the
 process's high-water mark) is its own. All start from the same initial weights and train on
@@ -42,8 +46,9 @@ from torch import Tensor, nn
 from models.episodes import Episode, ProblemSpec
 from models.learners import build_learner
 from models.nets import Conv4
+from models.task_threads import map_in_threads, split, task_threads
 
-IMPLS = ("ours", "learn2learn", "higher", "floor")
+IMPLS = ("ours", "ours-loop", "learn2learn", "higher", "floor", "floor-threads")
 CONFIGS = {"SO1": (False, 1), "FO1": (True, 1), "SO5": (False, 5), "FO5": (True, 5)}  # (first_order, steps)
 CONFIG_NAMES = {"SO1": "second-order, 1 step", "FO1": "first-order, 1 step",
                 "SO5": "second-order, 5 steps", "FO5": "first-order, 5 steps"}
@@ -57,14 +62,16 @@ MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_TH
 # so a near-zero gradient's rounding moves the next losses: by up to a few 1e-3 with one inner step,
 # 2.9e-2 on losses of 1.4 by the sixth iteration with five (SO5, session 12), hence a relative bound.
 FIRST_LOSS_TOLERANCE = 1e-4
+THREADS_FIRST_LOSS_TOLERANCE = 0.01  # relative: ours at one intra-op thread a task against two (check_losses)
 LOSS_TOLERANCE = 0.05  # relative, after the first iteration
 SPEC = ProblemSpec((1, 28, 28), "classification", n_way=5)
 Step = Callable[[list[Episode]], float]
 
 
-def ours(state: dict[str, Tensor], first_order: bool, steps: int, channels: int, device: torch.device) -> Step:
+def ours(state: dict[str, Tensor], first_order: bool, steps: int, channels: int, device: torch.device,
+         mode: str = "threads") -> Step:
     learner = build_learner("maml", SPEC, {"channels": channels, "inner_lr": 0.4, "meta_lr": 1e-3,
-                                          "inner_steps": steps, "first_order": first_order})
+                                          "inner_steps": steps, "first_order": first_order, "meta_batch_mode": mode})
     learner.load_state(state)
     learner.to(device)
     return lambda episodes: learner.meta_train_step(episodes)["loss"]
@@ -145,7 +152,44 @@ def floor(state: dict[str, Tensor], first_order: bool, steps: int, channels: int
     return step
 
 
-BUILDERS = {"ours": ours, "learn2learn": learn2learn, "higher": higher, "floor": floor}
+def floor_threads(state: dict[str, Tensor], first_order: bool, steps: int, channels: int, device: torch.device) -> Step:
+    """The floor's pass with the tasks split across torch's threads at one intra-op thread each, as
+    our MAML's meta-batch runs by default (models.task_threads): the cheaper of the two floors is the
+    floor. Without functional_call the threads share one network."""
+    net = Conv4(1, 28, SPEC.n_way, channels)
+    net.load_state_dict(state)
+    net.to(device)
+    params = list(net.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+
+    def step(episodes: list[Episode]) -> float:
+        opt.zero_grad(set_to_none=True)
+
+        def run(part: range) -> tuple[list[Tensor], float]:
+            grads, total = [torch.zeros_like(p) for p in params], 0.0
+            for ep in (episodes[i] for i in part):
+                loss = F.cross_entropy(net(ep.support_x), ep.support_y) + F.cross_entropy(net(ep.query_x), ep.query_y)
+                grads = [a + b for a, b in zip(grads, torch.autograd.grad(loss / len(episodes), params), strict=True)]
+                total += float(loss.detach()) / len(episodes)
+            return grads, total
+
+        parts = split(len(episodes), task_threads(len(episodes), device))
+        results = map_in_threads(run, parts) if len(parts) > 1 else [run(parts[0])]
+        for i, p in enumerate(params):
+            p.grad = sum((grads[i] for grads, _ in results[1:]), results[0][0][i])
+        opt.step()
+        return sum(total for _, total in results)
+
+    return step
+
+
+def ours_loop(state: dict[str, Tensor], first_order: bool, steps: int, channels: int, device: torch.device) -> Step:
+    """Ours with meta_batch_mode "loop": one task at a time at the torch threads (the default before session 13)."""
+    return ours(state, first_order, steps, channels, device, mode="loop")
+
+
+BUILDERS = {"ours": ours, "ours-loop": ours_loop, "learn2learn": learn2learn, "higher": higher, "floor": floor,
+            "floor-threads": floor_threads}
 
 
 def measure(impl: str, config: str, data: Path, channels: int, threads: int, device_name: str = "cpu") -> dict[str, object]:
@@ -220,21 +264,28 @@ def merge_rounds(rounds: list[dict]) -> dict:
     return merged
 
 
-def check_losses(results: dict[str, dict[str, dict]]) -> float:
-    """The largest difference between ours and a library's meta-losses, over every iteration."""
+def check_losses(results: dict[str, dict[str, dict]], threads: int) -> float:
+    """The largest difference between a library's meta-losses and ours (ours-loop where it ran), over
+    every iteration. Ours in meta_batch_mode "threads" runs each task at one intra-op thread, whose
+    float rounding differs from two threads' (5 inner steps: 1.3987 against 1.3932 on the first
+    iteration, which is also learn2learn's own figure at one thread), so its first iteration is held
+    to THREADS_FIRST_LOSS_TOLERANCE (relative) where it ran on more than one thread."""
     worst = 0.0
     for config, row in results.items():
-        for impl in ("learn2learn", "higher"):  # every round computes the same losses (same seeds and data)
-            if impl not in row:
+        ref = "ours-loop" if "ours-loop" in row else "ours"
+        for impl in ("ours", "ours-loop", "learn2learn", "higher"):  # every round computes the same losses
+            if impl == ref or impl not in row:
                 continue
-            first = abs(row["ours"]["losses"][0] - row[impl]["losses"][0])
-            pairs = list(zip(row["ours"]["losses"], row[impl]["losses"], strict=True))
+            ours_in_threads = threads > 1 and "ours" in (impl, ref)
+            pairs = list(zip(row[ref]["losses"], row[impl]["losses"], strict=True))
+            first = abs(pairs[0][0] - pairs[0][1])
+            tolerance = THREADS_FIRST_LOSS_TOLERANCE * abs(pairs[0][0]) if ours_in_threads else FIRST_LOSS_TOLERANCE
             diff = max(abs(a - b) for a, b in pairs)
             # written as "not within" so that a NaN loss fails too
-            if not first <= FIRST_LOSS_TOLERANCE or not all(abs(a - b) <= LOSS_TOLERANCE * abs(a) for a, b in pairs[1:]):
-                raise AssertionError(f"{config}: {impl}'s meta-losses differ from ours by {first:.2e} on the first "
+            if not first <= tolerance or not all(abs(a - b) <= LOSS_TOLERANCE * abs(a) for a, b in pairs[1:]):
+                raise AssertionError(f"{config}: {impl}'s meta-losses differ from {ref}'s by {first:.2e} on the first "
                                      f"iteration and {diff:.2e} at most "
-                                     f"(ours {row['ours']['losses']}, {impl} {row[impl]['losses']})")
+                                     f"({ref} {row[ref]['losses']}, {impl} {row[impl]['losses']})")
             worst = max(worst, diff)
     return worst
 
@@ -249,7 +300,8 @@ def table(results: dict[str, dict[str, dict]], impls: list[str]) -> list[str]:
     lines = ["| config | " + " | ".join(impls) + " | ours / floor | issue's reference (l2l / higher / floor) |",
              "|---|" + "---|" * (len(impls) + 2)]
     for config, row in results.items():
-        ratio = row["ours"]["median_s"] / row["floor"]["median_s"] if "floor" in row else float("nan")
+        floors = [row[i]["median_s"] for i in ("floor", "floor-threads") if i in row]  # the floor: the cheaper
+        ratio = row["ours"]["median_s"] / min(floors) if floors and "ours" in row else float("nan")
         ref = " / ".join("-" if v is None else f"{v:.2f}" for v in REFERENCE[config])
         lines.append(f"| {CONFIG_NAMES[config]} | " + " | ".join(cell(row.get(i)) for i in impls) + f" | {ratio:.2f} | {ref} |")
     return lines
@@ -287,7 +339,7 @@ def main() -> None:
             impls.remove(library)
     configs = [c for c in args.configs.split(",") if c]
     results: dict[str, dict[str, dict]] = {}
-    cells = [(c, i) for c in configs for i in impls if i != "floor" or c == configs[0]]  # the floor: same work every row
+    cells = [(c, i) for c in configs for i in impls if not i.startswith("floor") or c == configs[0]]  # floors: same work every row
     runs: dict[tuple[str, str], list[dict]] = {cell: [] for cell in cells}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "episodes.pt"
@@ -300,10 +352,14 @@ def main() -> None:
                       f"peak {r['peak_rss_mb']} MB, {r['page_faults_per_iteration']} page faults/iteration, "
                       f"loss {r['losses'][0]:.5f}", flush=True)
     for config in configs:
-        results[config] = {impl: merge_rounds(runs[config if impl != "floor" else configs[0], impl]) for impl in impls}
-    worst = check_losses(results)
-    print(f"meta-losses agree: max difference from ours {worst:.2e} (tolerance {FIRST_LOSS_TOLERANCE} on the first "
-          f"iteration, {LOSS_TOLERANCE:.0%} of the loss after)")
+        results[config] = {impl: merge_rounds(runs[configs[0] if impl.startswith("floor") else config, impl]) for impl in impls}
+    try:
+        worst = check_losses(results, args.threads if args.device == "cpu" else 1)
+    except AssertionError:  # the figures are kept for the post-mortem, under another name, and the run fails
+        write_results(args.name + "-losses-disagree", {"settings": vars(args), "results": results}, "losses disagree\n")
+        raise
+    print(f"meta-losses agree: max difference from ours-loop (ours) {worst:.2e} (tolerance {FIRST_LOSS_TOLERANCE} on the "
+          f"first iteration, {THREADS_FIRST_LOSS_TOLERANCE:.0%} for ours at one thread a task, {LOSS_TOLERANCE:.0%} of the loss after)")
     lines = [
         f"MAML on Conv4 ({args.channels} channels), {source}, 5-way 1-shot, {args.queries} queries per class, "
         f"meta-batch {args.meta_batch}, inner lr 0.4, Adam 1e-3, device {args.device}, {args.threads} torch thread(s), glibc malloc "
@@ -311,12 +367,16 @@ def main() -> None:
         f"(median over {args.rounds} interleaved round(s)), and peak "
         f"resident memory of {'this one process (smoke)' if args.smoke else 'a fresh process per cell'}; "
         "cpu: user + system seconds of the process (steadier than wall time when others share the cores). "
-        "Floor: plain forward and backward over the same images, task by task, with our Conv4.",
+        "Floor: plain forward and backward over the same images, task by task, with our Conv4; floor-threads: the same "
+        "with the tasks split across the torch threads at one intra-op thread each, as ours runs its meta-batch "
+        "(meta_batch_mode 'threads', the default); ours / floor is over the cheaper floor. The libraries run their "
+        "tasks one after another, as their examples do.",
         "",
         *table(results, impls),
         "",
-        f"Meta-losses of every iteration agree with ours to {worst:.1e} (asserted below {FIRST_LOSS_TOLERANCE} on the "
-        f"first iteration, the same weights and episodes, and within {LOSS_TOLERANCE:.0%} of the loss after it: ours runs "
+        f"Meta-losses of every iteration agree with ours-loop's (ours' where it did not run) to {worst:.1e} (asserted "
+        f"below {FIRST_LOSS_TOLERANCE} on the first iteration, the same weights and episodes, {THREADS_FIRST_LOSS_TOLERANCE:.0%} "
+        f"for ours at one intra-op thread a task, and within {LOSS_TOLERANCE:.0%} of the loss after it: ours runs "
         "channels-last, whose rounding Adam's first steps carry forward).",
     ]
     write_results(args.name, {"settings": vars(args), "data": source, "max_loss_difference": worst,

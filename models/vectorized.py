@@ -28,7 +28,7 @@ def stack_episodes(episodes: list[Episode]) -> Episode:
     if len(shapes) != 1:
         raise ValueError(
             "meta_batch_mode 'vmap' needs every task of a meta-batch to have the same support and "
-            "query shapes; use meta_batch_mode 'loop' for tasks of mixed sizes"
+            "query shapes; use meta_batch_mode 'threads' or 'loop' for tasks of mixed sizes"
         )
     return Episode(
         support_x=torch.stack([e.support_x for e in episodes]),  # [T, n_support, ...]

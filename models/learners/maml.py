@@ -12,6 +12,7 @@ parameters the inner loop moves (the head). The inner loop itself is models.lear
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Literal
 
@@ -39,6 +40,7 @@ from models.learners.base import (
 )
 from models.learners.inner import inner_loop
 from models.nets import build_backbone, channels_last, support_statistics
+from models.task_threads import map_in_threads, split, task_threads
 from models.vectorized import stack_episodes, vmap_query_outputs, vmap_tasks
 
 InnerLR = float | Params
@@ -52,9 +54,13 @@ class MAMLConfig(Config):
     adapt_steps: AdaptSteps | None = None  # steps when adapting a new task (default: inner_steps)
     hidden: Widths = [40, 40]  # MLP widths (vector inputs)
     channels: Channels = 64  # Conv4 width (image inputs)
-    # How a meta-batch runs: a Python loop over tasks, or one vmap over them (same gradient).
-    # The loop is faster on CPU (benchmarks/meta_batch_modes.py); vmap may win on a GPU.
-    meta_batch_mode: Literal["loop", "vmap"] = "loop"
+    # How a meta-batch runs (the same gradient, to float rounding): "loop", one task at a time;
+    # "threads", on the CPU with more than one torch thread the tasks split across that many
+    # threads, one task at a time on each at one intra-op thread (models.task_threads: a small
+    # support set's kernels keep one core busy, not two), elsewhere the loop; "vmap", one vmap
+    # over the tasks. On the CPU vmap is the slowest (benchmarks/meta_batch_modes.py); it may win
+    # on a GPU.
+    meta_batch_mode: Literal["loop", "threads", "vmap"] = "threads"
 
 
 class MAML(Learner):
@@ -115,11 +121,10 @@ class MAML(Learner):
         theta = self._task_params(None)
 
         def query_outputs(sx: Tensor, sy: Tensor, qx: Tensor) -> Tensor:
-            lr = self.inner_lr(theta)  # per task: each task's backward frees its graph
-            phi = self.adapt_from(theta, sx, sy, cfg.inner_steps, lr, create_graph=not self.first_order)
-            return self.predict_with(theta, phi, qx)
+            return self._query_outputs(theta, sx, sy, qx)
 
         totals: dict[str, float] = {}
+        threads = task_threads(len(episodes), next(iter(theta.values())).device) if cfg.meta_batch_mode == "threads" else 1
         if cfg.meta_batch_mode == "vmap":
             batch = stack_episodes(episodes)
             outs = vmap_query_outputs(query_outputs, batch)  # [T, n_query, out]
@@ -127,6 +132,9 @@ class MAML(Learner):
             losses.mean().backward()
             for out, y, loss in zip(outs.detach(), batch.query_y, losses.detach(), strict=True):
                 _accumulate(totals, {"loss": float(loss), **self.score(out, y)}, len(episodes))
+        elif threads > 1:
+            for metrics in self._meta_batch_in_threads(theta, episodes, threads):
+                _accumulate(totals, metrics, len(episodes))
         else:
             for ep in episodes:  # a loop over tasks; each backward frees its task's graph
                 out = query_outputs(ep.support_x, ep.support_y, ep.query_x)
@@ -135,6 +143,50 @@ class MAML(Learner):
                 _accumulate(totals, {"loss": float(loss.detach()), **self.score(out.detach(), ep.query_y)}, len(episodes))
         self.optimizer.step()
         return totals
+
+    def _query_outputs(self, theta: Params, sx: Tensor, sy: Tensor, qx: Tensor) -> Tensor:
+        """A task's query outputs under phi adapted from theta on its support set, in the graph
+        from theta (second order) or from phi (first order)."""
+        lr = self.inner_lr(theta)  # per task: each task's backward frees its graph
+        phi = self.adapt_from(theta, sx, sy, self.config.inner_steps, lr, create_graph=not self.first_order)
+        return self.predict_with(theta, phi, qx)
+
+    def _meta_batch_in_threads(self, theta: Params, episodes: list[Episode], threads: int) -> list[dict[str, float]]:
+        """The meta-gradient of a meta-batch into the meta-parameters' .grad, its tasks split in
+        order over `threads` threads (models.task_threads); each task's metrics, in task order.
+
+        functional_call swaps a module's parameters while it runs, so each thread runs a copy of
+        the network (made here, before any thread starts) with theta's tensors; its partial sum of
+        the task gradients comes back, and the sums are added in thread order: the same result
+        every run."""
+        params = self.meta_parameters()
+        n = len(episodes)
+        parts = split(n, threads)
+        copies = [copy.copy(self) for _ in parts]
+        for learner in copies:
+            learner.net = copy.deepcopy(self.net)  # the copy's own parameters are never read
+
+        def run(part: int) -> tuple[list[Tensor | None], list[dict[str, float]]]:
+            learner = copies[part]
+            total: list[Tensor | None] = [None] * len(params)
+            metrics: list[dict[str, float]] = []
+            for i in parts[part]:
+                ep = episodes[i]
+                out = learner._query_outputs(theta, ep.support_x, ep.support_y, ep.query_x)
+                loss = self.loss(out, ep.query_y)
+                grads = torch.autograd.grad(loss / n, params, allow_unused=True)
+                total = [_add(t, g) for t, g in zip(total, grads, strict=True)]
+                metrics.append({"loss": float(loss.detach()), **self.score(out.detach(), ep.query_y)})
+            return total, metrics
+
+        results = map_in_threads(run, range(len(parts)))
+        grads: list[Tensor | None] = [None] * len(params)
+        for partial, _ in results:
+            grads = [_add(t, g) for t, g in zip(grads, partial, strict=True)]
+        for p, g in zip(params, grads, strict=True):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad + g
+        return [m for _, metrics in results for m in metrics]
 
     def adapt(self, support_x: Tensor, support_y: Tensor, options: AdaptOptions | None = None) -> Params:
         self.check_support(support_x, support_y)
@@ -262,6 +314,13 @@ def cut_head(params: Params, n_classes: int | None, n_way: int) -> Params:
     if n_classes is None or n_classes >= n_way:
         return params
     return {k: v[:n_classes] if k.startswith("head.") and v.dim() > 0 else v for k, v in params.items()}
+
+
+def _add(total: Tensor | None, g: Tensor | None) -> Tensor | None:
+    """total + g, where None is no gradient yet (or none at all: a parameter a task does not use)."""
+    if g is None:
+        return total
+    return g if total is None else total + g
 
 
 def _accumulate(totals: dict[str, float], metrics: dict[str, float], n: int) -> None:

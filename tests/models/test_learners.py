@@ -135,3 +135,22 @@ def test_vmap_meta_batch_gives_the_loops_meta_gradient(algorithm, omniglot_dir, 
     for key, grad in loop.items():
         assert grad.abs().max() > 0, key
         assert torch.allclose(vmapped[key], grad, rtol=1e-7, atol=1e-12), key
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "fomaml", "metasgd", "anil"])
+def test_threads_meta_batch_gives_the_loops_meta_gradient(algorithm, omniglot_dir, dataset_cache):
+    _, tasks, _ = _omniglot("maml", omniglot_dir, dataset_cache)
+    episodes = tasks.sample("train", 5, torch.Generator().manual_seed(3))  # 5 tasks over 2 threads: 3 and 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        loop = _meta_gradient(algorithm, "loop", episodes, tasks.spec)
+        in_threads = _meta_gradient(algorithm, "threads", episodes, tasks.spec)
+        again = _meta_gradient(algorithm, "threads", episodes, tasks.spec)
+        assert torch.get_num_threads() == 2  # the caller's count, back after the threads ran at one
+    finally:
+        torch.set_num_threads(threads)
+    for key, grad in loop.items():
+        assert grad.abs().max() > 0, key
+        assert torch.allclose(in_threads[key], grad, rtol=1e-7, atol=1e-12), key
+        assert torch.equal(again[key], in_threads[key]), key  # partial sums added in a fixed order

@@ -273,6 +273,8 @@ def check_losses(results: dict[str, dict[str, dict]], threads: int) -> float:
     worst = 0.0
     for config, row in results.items():
         ref = "ours-loop" if "ours-loop" in row else "ours"
+        if ref not in row:  # neither of ours ran: nothing to compare with
+            continue
         for impl in ("ours", "ours-loop", "learn2learn", "higher"):  # every round computes the same losses
             if impl == ref or impl not in row:
                 continue

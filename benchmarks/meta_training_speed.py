@@ -63,7 +63,9 @@ MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_TH
 # 2.9e-2 on losses of 1.4 by the sixth iteration with five (SO5, session 12), hence a relative bound.
 FIRST_LOSS_TOLERANCE = 1e-4
 THREADS_FIRST_LOSS_TOLERANCE = 0.01  # relative: ours at one intra-op thread a task against two (check_losses)
-LOSS_TOLERANCE = 0.05  # relative, after the first iteration
+# Relative, after the first iteration. Ours in threads (one intra-op thread a task) drifted 4.3% from
+# ours-loop by the sixth SO5 iteration (session 13): Adam carries the first rounding difference on.
+LOSS_TOLERANCE = 0.10
 SPEC = ProblemSpec((1, 28, 28), "classification", n_way=5)
 Step = Callable[[list[Episode]], float]
 

@@ -155,16 +155,17 @@ class MAML(Learner):
         """The meta-gradient of a meta-batch into the meta-parameters' .grad, its tasks split in
         order over `threads` threads (models.task_threads); each task's metrics, in task order.
 
-        functional_call swaps a module's parameters while it runs, so each thread runs a copy of
-        the network (made here, before any thread starts) with theta's tensors; its partial sum of
-        the task gradients comes back, and the sums are added in thread order: the same result
-        every run."""
+        functional_call swaps a module's parameters while it runs, so each thread runs its own copy
+        of the network's modules (made here, before any thread starts; the tensors are the net's)
+        with theta; its partial sum of the task gradients comes back, and the sums are added in
+        thread order: the same result every run."""
         params = self.meta_parameters()
         n = len(episodes)
         parts = split(n, threads)
+        shared = {id(t): t for t in (*self.net.parameters(), *self.net.buffers())}  # modules copied, tensors shared
         copies = [copy.copy(self) for _ in parts]
         for learner in copies:
-            learner.net = copy.deepcopy(self.net)  # the copy's own parameters are never read
+            learner.net = copy.deepcopy(self.net, memo=dict(shared))
 
         def run(part: int) -> tuple[list[Tensor | None], list[dict[str, float]]]:
             learner = copies[part]

@@ -10,10 +10,12 @@ import torch
 
 from models.episodes import Episode, ProblemSpec
 from models.learners import AdaptOptions, build_learner, load_learner
+from models.learners import maml as maml_module
 from models.learners.anil import HEAD_KEYS
 from models.nets import TASK_STATISTICS
 from models.recipe import DataSources, build_tasks, resolve
 from models.sinusoid import SinusoidTasks
+from models.task_threads import map_in_threads
 from models.training import evaluate, meta_train
 from store.artifacts import ArtifactStore
 
@@ -138,16 +140,25 @@ def test_vmap_meta_batch_gives_the_loops_meta_gradient(algorithm, omniglot_dir, 
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "metasgd", "anil"])
-def test_threads_meta_batch_gives_the_loops_meta_gradient(algorithm, omniglot_dir, dataset_cache):
+def test_threads_meta_batch_gives_the_loops_meta_gradient(algorithm, omniglot_dir, dataset_cache, monkeypatch):
     _, tasks, _ = _omniglot("maml", omniglot_dir, dataset_cache)
     episodes = tasks.sample("train", 5, torch.Generator().manual_seed(3))  # 5 tasks over 2 threads: 3 and 2
+    calls = []
+
+    def spy(fn, items):  # type: ignore[no-untyped-def]
+        calls.append(list(items))
+        return map_in_threads(fn, items)
+
+    monkeypatch.setattr(maml_module, "map_in_threads", spy)
     threads = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(2)  # the suite runs torch at one thread, where "threads" is the loop
     try:
         loop = _meta_gradient(algorithm, "loop", episodes, tasks.spec)
+        assert not calls
         in_threads = _meta_gradient(algorithm, "threads", episodes, tasks.spec)
         again = _meta_gradient(algorithm, "threads", episodes, tasks.spec)
-        assert torch.get_num_threads() == 2  # the caller's count, back after the threads ran at one
+        assert calls == [[0, 1], [0, 1]]  # both ran on two threads
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
     for key, grad in loop.items():

@@ -66,3 +66,39 @@ def test_an_exception_in_a_thread_is_raised_to_the_caller_with_its_thread_count_
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_thread_that_starts_torch_while_the_pool_works_takes_the_process_default():
+    def probe(i: int) -> int:  # runs in a pool thread (one torch thread) and starts a fresh one
+        seen: list[int] = []
+        fresh = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))  # its first torch call
+        fresh.start()
+        fresh.join()
+        return seen[0]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert map_in_threads(probe, [0, 1]) == [2, 2]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_call_from_a_pool_thread_runs_its_items_there_instead_of_waiting_on_the_pool():
+    both_busy = threading.Barrier(2, timeout=30)
+
+    def inner(i: int) -> str:
+        return threading.current_thread().name
+
+    def outer(i: int) -> list[str]:
+        both_busy.wait()  # every pool thread is in an outer call: a queued inner call would never run
+        return map_in_threads(inner, [i, i])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        names = map_in_threads(outer, [0, 1])
+    finally:
+        torch.set_num_threads(threads)
+    for pair in names:
+        assert pair[0] == pair[1] and pair[0].startswith("meta-batch")

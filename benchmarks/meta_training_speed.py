@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -135,17 +136,27 @@ def higher(state: dict[str, Tensor], first_order: bool, steps: int, channels: in
     return step
 
 
-def floor(state: dict[str, Tensor], first_order: bool, steps: int, channels: int, device: torch.device) -> Step:
-    net = Conv4(1, 28, SPEC.n_way, channels)  # ours: the cheapest plain pass
+def plain_net(state: dict[str, Tensor], channels: int, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The floors' network (ours: the cheapest plain pass) and its Adam."""
+    net = Conv4(1, 28, SPEC.n_way, channels)
     net.load_state_dict(state)
     net.to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    return net, torch.optim.Adam(net.parameters(), lr=1e-3)
+
+
+def plain_loss(net: nn.Module, ep: Episode) -> Tensor:
+    """The floor's work for one task: a plain pass over its support set, then its query set."""
+    return F.cross_entropy(net(ep.support_x), ep.support_y) + F.cross_entropy(net(ep.query_x), ep.query_y)
+
+
+def floor(state: dict[str, Tensor], first_order: bool, steps: int, channels: int, device: torch.device) -> Step:
+    net, opt = plain_net(state, channels, device)
 
     def step(episodes: list[Episode]) -> float:
         opt.zero_grad(set_to_none=True)
         total = 0.0
         for ep in episodes:
-            loss = F.cross_entropy(net(ep.support_x), ep.support_y) + F.cross_entropy(net(ep.query_x), ep.query_y)
+            loss = plain_loss(net, ep)
             (loss / len(episodes)).backward()
             total += float(loss.detach()) / len(episodes)
         opt.step()
@@ -158,11 +169,8 @@ def floor_threads(state: dict[str, Tensor], first_order: bool, steps: int, chann
     """The floor's pass with the tasks split across torch's threads at one intra-op thread each, as
     our MAML's meta-batch runs by default (models.task_threads): the cheaper of the two floors is the
     floor. Without functional_call the threads share one network."""
-    net = Conv4(1, 28, SPEC.n_way, channels)
-    net.load_state_dict(state)
-    net.to(device)
+    net, opt = plain_net(state, channels, device)
     params = list(net.parameters())
-    opt = torch.optim.Adam(params, lr=1e-3)
 
     def step(episodes: list[Episode]) -> float:
         opt.zero_grad(set_to_none=True)
@@ -170,13 +178,13 @@ def floor_threads(state: dict[str, Tensor], first_order: bool, steps: int, chann
         def run(part: range) -> tuple[list[Tensor], float]:
             grads, total = [torch.zeros_like(p) for p in params], 0.0
             for ep in (episodes[i] for i in part):
-                loss = F.cross_entropy(net(ep.support_x), ep.support_y) + F.cross_entropy(net(ep.query_x), ep.query_y)
+                loss = plain_loss(net, ep)
                 grads = [a + b for a, b in zip(grads, torch.autograd.grad(loss / len(episodes), params), strict=True)]
                 total += float(loss.detach()) / len(episodes)
             return grads, total
 
         parts = split(len(episodes), task_threads(len(episodes), device))
-        results = map_in_threads(run, parts) if len(parts) > 1 else [run(parts[0])]
+        results = map_in_threads(run, parts) if len(parts) > 1 else [run(parts[0])]  # one part: as ours, the loop here
         for i, p in enumerate(params):
             p.grad = sum((grads[i] for grads, _ in results[1:]), results[0][0][i])
         opt.step()
@@ -185,13 +193,9 @@ def floor_threads(state: dict[str, Tensor], first_order: bool, steps: int, chann
     return step
 
 
-def ours_loop(state: dict[str, Tensor], first_order: bool, steps: int, channels: int, device: torch.device) -> Step:
-    """Ours with meta_batch_mode "loop": one task at a time at the torch threads (the default before session 13)."""
-    return ours(state, first_order, steps, channels, device, mode="loop")
-
-
-BUILDERS = {"ours": ours, "ours-loop": ours_loop, "learn2learn": learn2learn, "higher": higher, "floor": floor,
-            "floor-threads": floor_threads}
+# ours-loop: ours with meta_batch_mode "loop", one task at a time at the torch threads (the default before session 13)
+BUILDERS = {"ours": ours, "ours-loop": partial(ours, mode="loop"), "learn2learn": learn2learn, "higher": higher,
+            "floor": floor, "floor-threads": floor_threads}
 
 
 def measure(impl: str, config: str, data: Path, channels: int, threads: int, device_name: str = "cpu") -> dict[str, object]:

@@ -175,7 +175,6 @@ def test_the_migration_gives_stuck_keys_a_claim_that_a_retry_takes_over(tmp_path
     engine.dispose()
 
 
-
 def test_a_fingerprint_function_is_called_only_for_a_request_with_a_key(url):
     calls: list[str] = []
 

@@ -7,7 +7,9 @@ over the same images, task by task (support set, then query set), which any meta
 floor-threads is that pass with the tasks split across the torch threads, one intra-op thread
 each, as our MAML runs a meta-batch on the CPU by default (meta_batch_mode "threads",
 models.task_threads); ours is measured against the cheaper of the two. The libraries run
-their tasks one after another at the torch threads, as their examples do.
+their tasks one after another at the torch threads, as their examples do. Two rows are ours
+as it was: ours-loop, the tasks one after another (before session 13), and ours-torch-kernels,
+torch's own derivatives of the support pass's backward (before session 14, models.second_order).
 
 Every (implementation, config) runs in a fresh process, so each peak resident memory (the
 process's high-water mark) is its own. All start from the same initial weights and train on
@@ -44,19 +46,21 @@ from reporting import DATASETS, peak_device_mb, setup, synchronize, write_result
 from thirdparty import available, higher_module, learn2learn_maml, library_net
 from torch import Tensor, nn
 
+from models import second_order
 from models.episodes import Episode, ProblemSpec
 from models.learners import build_learner
 from models.nets import Conv4
 from models.task_threads import map_in_threads, split, task_threads
 
-IMPLS = ("ours", "ours-loop", "learn2learn", "higher", "floor", "floor-threads")
+IMPLS = ("ours", "ours-torch-kernels", "ours-loop", "learn2learn", "higher", "floor", "floor-threads")
 CONFIGS = {"SO1": (False, 1), "FO1": (True, 1), "SO5": (False, 5), "FO5": (True, 5)}  # (first_order, steps)
 CONFIG_NAMES = {"SO1": "second-order, 1 step", "FO1": "first-order, 1 step",
                 "SO5": "second-order, 5 steps", "FO5": "first-order, 5 steps"}
 REFERENCE = {"SO1": (1.84, 2.05, 1.38), "FO1": (1.70, 1.24, 1.38), "SO5": (3.04, 3.27, None), "FO5": (2.17, 1.76, None)}
 # glibc: keep freed blocks up to 32 MB (the largest mmap threshold it accepts) in the heap, and
 # never trim it, instead of returning large activations to the system after every use.
-MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(4 * 1024**3)}
+MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(4 * 1024**3),
+                "MALLOC_TOP_PAD_": str(64 * 1024 * 1024)}  # workers.memory.keep_freed_memory's settings
 # The first iteration's meta-losses (same weights, same episodes) must agree closely; later ones may
 # drift by float rounding: ours runs Conv4 channels-last on the CPU (the same maths, other kernels),
 # and Adam's first steps move each weight by about its learning rate whatever its gradient's size,
@@ -72,7 +76,8 @@ Step = Callable[[list[Episode]], float]
 
 
 def ours(state: dict[str, Tensor], first_order: bool, steps: int, channels: int, device: torch.device,
-         mode: str = "threads") -> Step:
+         mode: str = "threads", second_order_kernels: bool = True) -> Step:
+    second_order.ON_CPU = second_order_kernels  # a fresh process per cell: the setting is this cell's
     learner = build_learner("maml", SPEC, {"channels": channels, "inner_lr": 0.4, "meta_lr": 1e-3,
                                           "inner_steps": steps, "first_order": first_order, "meta_batch_mode": mode})
     learner.load_state(state)
@@ -193,9 +198,10 @@ def floor_threads(state: dict[str, Tensor], first_order: bool, steps: int, chann
     return step
 
 
-# ours-loop: ours with meta_batch_mode "loop", one task at a time at the torch threads (the default before session 13)
-BUILDERS = {"ours": ours, "ours-loop": partial(ours, mode="loop"), "learn2learn": learn2learn, "higher": higher,
-            "floor": floor, "floor-threads": floor_threads}
+# ours-loop: ours with meta_batch_mode "loop", one task at a time at the torch threads (the default before session 13);
+# ours-torch-kernels: ours with torch's own derivatives of the support pass's backward (before session 14, models.second_order)
+BUILDERS = {"ours": ours, "ours-torch-kernels": partial(ours, second_order_kernels=False), "ours-loop": partial(ours, mode="loop"),
+            "learn2learn": learn2learn, "higher": higher, "floor": floor, "floor-threads": floor_threads}
 
 
 def measure(impl: str, config: str, data: Path, channels: int, threads: int, device_name: str = "cpu") -> dict[str, object]:
@@ -281,10 +287,10 @@ def check_losses(results: dict[str, dict[str, dict]], threads: int) -> float:
         ref = "ours-loop" if "ours-loop" in row else "ours"
         if ref not in row:  # neither of ours ran: nothing to compare with
             continue
-        for impl in ("ours", "ours-loop", "learn2learn", "higher"):  # every round computes the same losses
+        for impl in ("ours", "ours-torch-kernels", "ours-loop", "learn2learn", "higher"):  # every round computes the same losses
             if impl == ref or impl not in row:
                 continue
-            ours_in_threads = threads > 1 and "ours" in (impl, ref)
+            ours_in_threads = threads > 1 and bool({"ours", "ours-torch-kernels"} & {impl, ref})
             pairs = list(zip(row[ref]["losses"], row[impl]["losses"], strict=True))
             first = abs(pairs[0][0] - pairs[0][1])
             tolerance = THREADS_FIRST_LOSS_TOLERANCE * abs(pairs[0][0]) if ours_in_threads else FIRST_LOSS_TOLERANCE

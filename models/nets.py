@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models import second_order
 from models.vmap_state import in_vmap
 
 
@@ -142,6 +143,8 @@ class BatchNorm(nn.Module):
         if not self.running_stats:
             if in_vmap():
                 return batch_norm_from_primitives(x, self.weight, self.bias, self.eps)
+            if second_order.applies(x):  # an inner step of second-order MAML: a cheaper double backward
+                return second_order.batch_norm(x, self.weight, self.bias, self.eps)
             return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         if not self.training:
             return self._normalize(x, self.running_mean, self.running_var)
@@ -198,7 +201,10 @@ class ConvBlock(nn.Module):
         self.norm = BatchNorm(c_out, running_stats=running_stats)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(max_pool_2x2(self.norm(self.conv(x))))
+        h = self.norm(self.conv(x))
+        if second_order.applies(h):  # an inner step of second-order MAML: no zero gradients carried back
+            return second_order.pool_relu(h)
+        return F.relu(max_pool_2x2(h))
 
 
 # Conv4 runs channels-last on the CPU (outside vmap, whose hidden batch dimension has no such layout):

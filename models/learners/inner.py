@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from contextlib import nullcontext
 from typing import Literal
 
 import torch
 from torch import Tensor
 
+from models.second_order import second_order
 from models.vectorized import in_vmap
 
 Params = dict[str, Tensor]
@@ -89,7 +91,7 @@ def _gradients(
 
         grads = torch.func.grad(support_loss)(fast, frozen)
         return {k: grads[k] if create_graph else grads[k].detach() for k in keys}
-    with torch.enable_grad():
+    with torch.enable_grad(), second_order() if create_graph else nullcontext():
         loss = loss_fn(forward(params, x), y)
         grads = torch.autograd.grad(loss, [params[k] for k in keys], create_graph=create_graph, materialize_grads=True)
     return dict(zip(keys, grads, strict=True))

@@ -1,0 +1,140 @@
+"""Conv4's second-order kernels (models.second_order) give torch's own derivatives: the same
+values and first derivatives to the bit, second derivatives to float64 rounding, and the same
+second-order MAML meta-gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models import second_order
+from models.episodes import Episode, ProblemSpec
+from models.learners import build_learner
+from models.nets import BatchNorm, batch_norm_from_primitives, channels_last
+
+
+def _derivatives(fn, inputs, target):  # type: ignore[no-untyped-def]
+    """First derivatives of a loss (with create_graph), and the derivatives of a function of
+    them, with respect to the inputs: what second-order MAML takes."""
+    loss = (fn(*inputs) * target).pow(2).sum()
+    first = torch.autograd.grad(loss, inputs, create_graph=True)
+    second = torch.autograd.grad(sum((g * g.detach().flip(0)).sum() for g in first), inputs, allow_unused=True,
+                                 materialize_grads=True)
+    return [*first, *second]
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_batch_norm_gives_torchs_values_and_derivatives(layout):
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, 6, 6, dtype=torch.float64) * 2 + 1
+    x = (channels_last(x) if layout == "channels_last" else x).requires_grad_()
+    weight = torch.empty(3, dtype=torch.float64).uniform_(0.5, 1.5).requires_grad_()
+    bias = torch.empty(3, dtype=torch.float64).uniform_(-0.5, 0.5).requires_grad_()
+    target = torch.randn(5, 3, 6, 6, dtype=torch.float64)
+
+    def torchs(x, w, b):  # type: ignore[no-untyped-def]
+        return F.batch_norm(x, None, None, w, b, training=True, eps=1e-5)
+
+    def ours(x, w, b):  # type: ignore[no-untyped-def]
+        return second_order.batch_norm(x, w, b, 1e-5)
+
+    assert torch.equal(ours(x, weight, bias), torchs(x, weight, bias))  # the same kernel
+    g = torch.randn(5, 3, 6, 6, dtype=torch.float64)
+    first = torch.autograd.grad(ours(x, weight, bias), (x, weight, bias), g)
+    assert all(torch.equal(a, b) for a, b in zip(first, torch.autograd.grad(torchs(x, weight, bias), (x, weight, bias), g), strict=True))
+    expected = _derivatives(torchs, (x, weight, bias), target)
+    reference = _derivatives(lambda x, w, b: batch_norm_from_primitives(x, w, b, 1e-5), (x, weight, bias), target)
+    for a, b, c in zip(_derivatives(ours, (x, weight, bias), target), expected, reference, strict=True):
+        assert a.abs().max() > 0
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+        assert torch.allclose(a, c, rtol=1e-9, atol=1e-12)
+    # every input of the double backward, the incoming gradient included
+    assert torch.autograd.gradgradcheck(ours, (x.detach().clone().requires_grad_(), weight, bias))
+
+
+@pytest.mark.parametrize("shape", [(5, 4, 28, 28), (3, 2, 7, 7), (2, 3, 3, 3)])
+def test_pool_relu_gives_torchs_values_and_derivatives(shape):
+    torch.manual_seed(0)
+    x = channels_last(torch.randn(*shape, dtype=torch.float64)).requires_grad_()
+
+    def torchs(x):  # type: ignore[no-untyped-def]
+        return F.relu(F.max_pool2d(x, 2))
+
+    out = second_order.pool_relu(x)
+    assert torch.equal(out, torchs(x))
+    g = torch.randn_like(out).requires_grad_()
+    (ours,) = torch.autograd.grad(out, x, g, create_graph=True)
+    (plain,) = torch.autograd.grad(torchs(x), x, g, create_graph=True)
+    assert torch.equal(ours, plain)
+    v = torch.randn_like(x)
+    # with respect to the incoming gradient, and to x (zero almost everywhere: torch says zeros)
+    ours_second = torch.autograd.grad((ours * v).sum(), (g, x), allow_unused=True, materialize_grads=True)
+    plain_second = torch.autograd.grad((plain * v).sum(), (g, x), allow_unused=True, materialize_grads=True)
+    assert ours_second[0].abs().max() > 0
+    assert all(torch.equal(a, b) for a, b in zip(ours_second, plain_second, strict=True))
+
+
+def test_the_kernels_run_only_inside_second_order_on_the_cpu():
+    norm = BatchNorm(3)
+    x = torch.randn(4, 3, 5, 5)
+    calls = []
+    original = second_order.batch_norm
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return original(*args)
+
+    second_order.batch_norm = spy  # type: ignore[assignment]
+    try:
+        norm(x)
+        with torch.no_grad(), second_order.second_order():
+            norm(x)  # no gradient to take
+        assert not calls
+        with second_order.second_order():
+            norm(x)
+        assert calls == [1]
+        norm(x)  # left: torch's kernel again
+        assert calls == [1]
+    finally:
+        second_order.batch_norm = original  # type: ignore[assignment]
+
+
+def _meta_gradient(algorithm: str, steps: int) -> dict[str, torch.Tensor]:
+    """One meta-step's meta-gradient in float64, on random 3-way 1-shot tasks of 28x28 images."""
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        learner = build_learner(algorithm, ProblemSpec((1, 28, 28), "classification", n_way=3),
+                                {"channels": 4, "inner_lr": 0.4, "inner_steps": steps, "meta_batch_mode": "loop"})
+    finally:
+        torch.set_default_dtype(default)
+    g = torch.Generator().manual_seed(1)
+    episodes = [Episode(torch.rand(3, 1, 28, 28, generator=g, dtype=torch.float64), torch.arange(3),
+                        torch.rand(6, 1, 28, 28, generator=g, dtype=torch.float64), torch.arange(3).repeat(2))
+                for _ in range(2)]
+    for group in learner.optimizer.param_groups:
+        group["lr"] = 0.0  # read the gradient without moving theta
+    learner.meta_train_step(episodes)
+    return {f"{i}": p.grad.clone() for i, p in enumerate(learner.meta_parameters())}
+
+
+@pytest.mark.parametrize(("algorithm", "steps"), [("maml", 1), ("maml", 3), ("metasgd", 2)])
+def test_second_order_maml_meta_gradient_is_torchs(algorithm, steps, monkeypatch):
+    calls = []
+    double_backward = second_order.batch_norm_double_backward
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return double_backward(*args)
+
+    monkeypatch.setattr(second_order, "batch_norm_double_backward", spy)
+    ours = _meta_gradient(algorithm, steps)
+    assert len(calls) == 4 * steps * 2  # every block, inner step and task
+    monkeypatch.setattr(second_order, "applies", lambda x: False)
+    torchs = _meta_gradient(algorithm, steps)
+    assert len(calls) == 4 * steps * 2
+    for key, grad in torchs.items():
+        assert grad.abs().max() > 0, key
+        assert torch.allclose(ours[key], grad, rtol=1e-8, atol=1e-12), key

@@ -201,10 +201,11 @@ class ConvBlock(nn.Module):
         self.norm = BatchNorm(c_out, running_stats=running_stats)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.norm(self.conv(x))
-        if second_order.applies(h):  # an inner step of second-order MAML: no zero gradients carried back
-            return second_order.pool_relu(h)
-        return F.relu(max_pool_2x2(h))
+        if second_order.applies(x):  # an inner step of second-order MAML: kernels with a cheaper double backward
+            conv = self.conv
+            z = second_order.conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
+            return second_order.pool_relu(self.norm(z))
+        return F.relu(max_pool_2x2(self.norm(self.conv(x))))
 
 
 # Conv4 runs channels-last on the CPU (outside vmap, whose hidden batch dimension has no such layout):

@@ -62,6 +62,13 @@ def batch_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
     return _BatchNormTrain.apply(x, weight, bias, eps)[0]
 
 
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: Any, padding: Any, dilation: Any) -> Tensor:
+    """F.conv2d (one group, zero padding): the same kernels forward and backward, and the
+    backward's derivative from four convolutions of the support batch's own shapes (see
+    `_Conv2dBackward`)."""
+    return _Conv2d.apply(x, weight, bias, (tuple(stride), tuple(padding), tuple(dilation)))
+
+
 def pool_relu(x: Tensor) -> Tensor:
     """ReLU(2x2 max-pool(x)), as Conv4's blocks compute it, whose backward is linear in its
     incoming gradient alone (no zero gradients for the forward's tensors)."""
@@ -148,6 +155,79 @@ def batch_norm_double_backward(
     d_g = torch.addcmul((gg_beta - gs * c).view(shape), gs.view(shape), gg_x)
     d_g.addcmul_((gg_gamma - gs * d).view(shape), xhat)
     return d_g, d_x, s * m * e
+
+
+Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]  # stride, padding, dilation
+
+
+def _conv_backward(grad: Tensor, x: Tensor, weight: Tensor, geometry: Geometry, mask: list[bool]) -> tuple[Tensor | None, ...]:
+    stride, padding, dilation = geometry
+    return aten.convolution_backward(grad, x, weight, [weight.shape[0]], list(stride), list(padding), list(dilation),
+                                     False, [0, 0], 1, mask)
+
+
+class _Conv2d(torch.autograd.Function):
+    @staticmethod
+    def forward(x: Tensor, weight: Tensor, bias: Tensor | None, geometry: Geometry) -> Tensor:  # type: ignore[override]
+        return torch.nn.functional.conv2d(x, weight, bias, *geometry)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        x, weight, bias, geometry = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.geometry, ctx.has_bias = geometry, bias is not None
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        needs_x = ctx.needs_input_grad[0]
+        if torch.is_grad_enabled():  # create_graph: a node whose own backward is _Conv2dBackward's
+            dx, dw, db = _Conv2dBackward.apply(grad, x, weight, ctx.geometry, needs_x)
+        else:
+            dx, dw, db = _conv_backward(grad, x, weight, ctx.geometry, [needs_x, True, True])
+        return dx, dw, db if ctx.has_bias else None, None
+
+
+class _Conv2dBackward(torch.autograd.Function):
+    """(dL/dout, x, weight) -> (dL/dx or None, dL/dweight, dL/dbias) with torch's kernel. Its
+    derivative is, for the gradients' gradients (gg_x, gg_weight, gg_bias):
+        d/d(dL/dout) = conv(gg_x, weight) + conv(x, gg_weight) + gg_bias
+        d/dx         = the input gradient of dL/dout through a convolution with gg_weight
+        d/dweight    = the weight gradient of dL/dout through a convolution of gg_x
+    four convolutions of the support batch's shapes, where torch's (convolution's double backward)
+    computes the weight's by a convolution over the batch taken as channels: 1.4 ms of a 1.9 ms
+    difference for Conv4-64's 14x14 layer and 5 images (torch.profiler, one thread)."""
+
+    @staticmethod
+    def forward(grad: Tensor, x: Tensor, weight: Tensor, geometry: Geometry, needs_x: bool) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        return _conv_backward(grad, x, weight, geometry, [needs_x, True, True])
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        grad, x, weight, geometry, needs_x = inputs
+        ctx.save_for_backward(grad, x, weight)
+        ctx.geometry = geometry
+        ctx.set_materialize_grads(False)  # an unused output (dL/dx of the first layer) has no gradient
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, gg_x: Tensor | None, gg_weight: Tensor | None, gg_bias: Tensor | None) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        grad, x, weight = ctx.saved_tensors
+        stride, padding, dilation = ctx.geometry
+        d_grad = d_x = d_weight = None
+        if ctx.needs_input_grad[0]:
+            if gg_weight is not None:
+                d_grad = torch.nn.functional.conv2d(x, gg_weight, gg_bias, stride, padding, dilation)
+            elif gg_bias is not None:
+                d_grad = gg_bias.view(1, -1, 1, 1).expand_as(grad).clone()
+            if gg_x is not None:
+                term = torch.nn.functional.conv2d(gg_x, weight, None, stride, padding, dilation)
+                d_grad = term if d_grad is None else d_grad.add_(term)
+        if ctx.needs_input_grad[1] and gg_weight is not None:
+            d_x = _conv_backward(grad, x, gg_weight, ctx.geometry, [True, False, False])[0]
+        if ctx.needs_input_grad[2] and gg_x is not None:
+            d_weight = _conv_backward(grad, gg_x, weight, ctx.geometry, [False, True, False])[1]
+        return d_grad, d_x, d_weight, None, None
 
 
 class _PoolReLU(torch.autograd.Function):

@@ -1,6 +1,6 @@
-"""Conv4's second-order kernels (models.second_order) give torch's own derivatives: the same
-values and first derivatives to the bit, second derivatives to float64 rounding, and the same
-second-order MAML meta-gradients."""
+"""Conv4's second-order kernels (models.second_order: convolution, batch norm, ReLU of a max-pool)
+give torch's own derivatives: the same values and first derivatives to the bit, second
+derivatives to float64 rounding, and the same second-order MAML meta-gradients."""
 
 from __future__ import annotations
 
@@ -51,6 +51,31 @@ def test_batch_norm_gives_torchs_values_and_derivatives(layout):
         assert torch.allclose(a, c, rtol=1e-9, atol=1e-12)
     # every input of the double backward, the incoming gradient included
     assert torch.autograd.gradgradcheck(ours, (x.detach().clone().requires_grad_(), weight, bias))
+
+
+@pytest.mark.parametrize("input_grad", [True, False])  # False: the first layer, whose input is the images
+def test_conv2d_gives_torchs_values_and_derivatives(input_grad):
+    torch.manual_seed(0)
+    x = channels_last(torch.randn(3, 4, 7, 7, dtype=torch.float64)).requires_grad_(input_grad)
+    weight = torch.randn(5, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(3, 5, 7, 7, dtype=torch.float64)
+    inputs = (x, weight, bias) if input_grad else (weight, bias)
+
+    def torchs(*args):  # type: ignore[no-untyped-def]
+        return F.conv2d(*((x, *args) if not input_grad else args), padding=1)
+
+    def ours(*args):  # type: ignore[no-untyped-def]
+        x_, w, b = (x, *args) if not input_grad else args
+        return second_order.conv2d(x_, w, b, (1, 1), (1, 1), (1, 1))
+
+    assert torch.equal(ours(*inputs), torchs(*inputs))  # the same kernel
+    g = torch.randn_like(target)
+    first = torch.autograd.grad(ours(*inputs), inputs, g)
+    assert all(torch.equal(a, b) for a, b in zip(first, torch.autograd.grad(torchs(*inputs), inputs, g), strict=True))
+    for a, b in zip(_derivatives(ours, inputs, target), _derivatives(torchs, inputs, target), strict=True):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert torch.autograd.gradgradcheck(ours, inputs)
 
 
 @pytest.mark.parametrize("shape", [(5, 4, 28, 28), (3, 2, 7, 7), (2, 3, 3, 3)])

@@ -2,7 +2,7 @@
 
 Second-order MAML takes each inner step's gradients with create_graph and differentiates the
 query loss through them, so autograd runs the derivative of every backward node of the support
-pass. Two of torch's are costly on a small support set (Conv4-64, 5 images):
+pass. Three of torch's are costly on a small support set (Conv4-64, 5 images):
 
 - the batch norm's (NativeBatchNormBackwardBackward0) is about 45 elementwise ops and reductions
   over the activations. Written out, every output is a per-channel combination of the incoming
@@ -12,12 +12,15 @@ pass. Two of torch's are costly on a small support set (Conv4-64, 5 images):
   pool's indices, so torch gives those tensors zero gradients (zeros_like), and autograd carries
   the zeros back through the support pass's max-pool, batch norm and ReLU backward, and adds
   them to the real gradients. `_PoolReLU`'s backward is linear in the incoming gradient alone.
+- the convolution's computes the weight's term by a convolution over the batch taken as
+  channels; `_Conv2dBackward` uses the convolution's own input and weight gradient kernels.
 
-Both are the same maths as torch's to float rounding (tests/models/test_second_order.py, in
+All three are the same maths as torch's to float rounding (tests/models/test_second_order.py, in
 float64 against torch's own derivatives). They run inside `second_order()`, which the inner loop
 enters where it takes gradients with create_graph (models.learners.inner), on the CPU and outside
-vmap; everything else runs torch's kernels. A second-order MAML meta-iteration of
-benchmarks/meta_training_speed.py measured faster with them (benchmarks/RESULTS.md, session 14).
+vmap; everything else runs torch's kernels. benchmarks/meta_training_speed.py, 2 threads: a
+second-order meta-iteration 4% faster with one inner step, 11% with five (benchmarks/RESULTS.md,
+session 14).
 """
 
 from __future__ import annotations
@@ -195,8 +198,8 @@ class _Conv2dBackward(torch.autograd.Function):
         d/dx         = the input gradient of dL/dout through a convolution with gg_weight
         d/dweight    = the weight gradient of dL/dout through a convolution of gg_x
     four convolutions of the support batch's shapes, where torch's (convolution's double backward)
-    computes the weight's by a convolution over the batch taken as channels: 1.4 ms of a 1.9 ms
-    difference for Conv4-64's 14x14 layer and 5 images (torch.profiler, one thread)."""
+    computes the weight's by a convolution over the batch taken as channels (Conv4-64's 14x14 layer
+    on 5 images: 1.42 ms a task at one thread, torch.profiler)."""
 
     @staticmethod
     def forward(grad: Tensor, x: Tensor, weight: Tensor, geometry: Geometry, needs_x: bool) -> tuple[Tensor | None, ...]:  # type: ignore[override]

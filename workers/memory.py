@@ -15,8 +15,8 @@ def keep_freed_memory() -> bool:
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=<large> MALLOC_TOP_PAD_=67108864,
     set after start-up). The top pad is for threads (meta_batch_mode "threads"): each has its own
     arena of heaps of up to 64 MB, and glibc unmaps a heap that has become empty whatever the trim
-    threshold, unless the pad asks for that much room; a second-order meta-step at 2 threads
-    faulted 15,000-41,000 times without it, under 1,000 with it (tests/workers/test_malloc.py).
+    threshold, unless the pad asks for that much room: two second-order meta-steps at 2 threads
+    faulted 52,000-55,000 times without it, 4,400-10,000 with it (tests/workers/test_malloc.py).
     False where the C library is not glibc."""
     try:
         libc = ctypes.CDLL("libc.so.6")

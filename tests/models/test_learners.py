@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.episodes import Episode, ProblemSpec
+from models.episodes import ProblemSpec
 from models.learners import AdaptOptions, build_learner, load_learner
 from models.learners import maml as maml_module
 from models.learners.anil import HEAD_KEYS
@@ -18,6 +18,7 @@ from models.sinusoid import SinusoidTasks
 from models.task_threads import map_in_threads
 from models.training import evaluate, meta_train
 from store.artifacts import ArtifactStore
+from tests.models.meta_gradients import float64_meta_gradient
 
 CLASSIFIERS = ["maml", "fomaml", "metasgd", "anil", "protonet", "finetune"]
 TINY = {"channels": 8, "k_query": 5, "meta_batch_size": 4, "split_by": "alphabet", "eval_episodes": 40}
@@ -113,27 +114,12 @@ def test_fomaml_is_maml_with_first_order_forced():
     assert not build_learner("maml", spec, {}).first_order
 
 
-def _meta_gradient(algorithm: str, mode: str, episodes: list[Episode], spec: ProblemSpec) -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # float64 throughout: conv biases before batch norm have ~0 gradients
-    try:
-        learner = build_learner(algorithm, spec, {"channels": 4, "inner_steps": 2, "inner_lr": 0.4, "meta_batch_mode": mode})
-    finally:
-        torch.set_default_dtype(default)
-    episodes = [Episode(e.support_x.double(), e.support_y, e.query_x.double(), e.query_y) for e in episodes]
-    for group in learner.optimizer.param_groups:
-        group["lr"] = 0.0  # read the gradient without moving theta
-    learner.meta_train_step(episodes)
-    return {f"{i}": p.grad.clone() for i, p in enumerate(learner.meta_parameters())}
-
-
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "metasgd", "anil"])
 def test_vmap_meta_batch_gives_the_loops_meta_gradient(algorithm, omniglot_dir, dataset_cache):
     _, tasks, _ = _omniglot("maml", omniglot_dir, dataset_cache)
     episodes = tasks.sample("train", 3, torch.Generator().manual_seed(3))
-    loop = _meta_gradient(algorithm, "loop", episodes, tasks.spec)
-    vmapped = _meta_gradient(algorithm, "vmap", episodes, tasks.spec)
+    loop = float64_meta_gradient(algorithm, tasks.spec, episodes, meta_batch_mode="loop")
+    vmapped = float64_meta_gradient(algorithm, tasks.spec, episodes, meta_batch_mode="vmap")
     for key, grad in loop.items():
         assert grad.abs().max() > 0, key
         assert torch.allclose(vmapped[key], grad, rtol=1e-7, atol=1e-12), key
@@ -153,10 +139,10 @@ def test_threads_meta_batch_gives_the_loops_meta_gradient(algorithm, omniglot_di
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the suite runs torch at one thread, where "threads" is the loop
     try:
-        loop = _meta_gradient(algorithm, "loop", episodes, tasks.spec)
+        loop = float64_meta_gradient(algorithm, tasks.spec, episodes, meta_batch_mode="loop")
         assert not calls
-        in_threads = _meta_gradient(algorithm, "threads", episodes, tasks.spec)
-        again = _meta_gradient(algorithm, "threads", episodes, tasks.spec)
+        in_threads = float64_meta_gradient(algorithm, tasks.spec, episodes, meta_batch_mode="threads")
+        again = float64_meta_gradient(algorithm, tasks.spec, episodes, meta_batch_mode="threads")
         assert calls == [[0, 1], [0, 1]]  # both ran on two threads
         assert torch.get_num_threads() == 2
     finally:

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from models import second_order
 from models.episodes import Episode, ProblemSpec
-from models.learners import build_learner
 from models.nets import BatchNorm, batch_norm_from_primitives, channels_last
+from tests.models.meta_gradients import float64_meta_gradient
 
 
 def _derivatives(fn, inputs, target):  # type: ignore[no-untyped-def]
@@ -100,7 +100,7 @@ def test_pool_relu_gives_torchs_values_and_derivatives(shape):
     assert all(torch.equal(a, b) for a, b in zip(ours_second, plain_second, strict=True))
 
 
-def test_the_kernels_run_only_inside_second_order_on_the_cpu():
+def test_the_kernels_run_only_inside_second_order_with_a_gradient_to_take(monkeypatch):
     norm = BatchNorm(3)
     x = torch.randn(4, 3, 5, 5)
     calls = []
@@ -110,39 +110,25 @@ def test_the_kernels_run_only_inside_second_order_on_the_cpu():
         calls.append(1)
         return original(*args)
 
-    second_order.batch_norm = spy  # type: ignore[assignment]
-    try:
+    monkeypatch.setattr(second_order, "batch_norm", spy)
+    norm(x)
+    with torch.no_grad(), second_order.second_order():
+        norm(x)  # no gradient to take
+    assert not calls
+    with second_order.second_order():
         norm(x)
-        with torch.no_grad(), second_order.second_order():
-            norm(x)  # no gradient to take
-        assert not calls
-        with second_order.second_order():
-            norm(x)
-        assert calls == [1]
-        norm(x)  # left: torch's kernel again
-        assert calls == [1]
-    finally:
-        second_order.batch_norm = original  # type: ignore[assignment]
+    assert calls == [1]
+    norm(x)  # left: torch's kernel again
+    assert calls == [1]
 
 
 def _meta_gradient(algorithm: str, steps: int) -> dict[str, torch.Tensor]:
-    """One meta-step's meta-gradient in float64, on random 3-way 1-shot tasks of 28x28 images."""
-    torch.manual_seed(0)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        learner = build_learner(algorithm, ProblemSpec((1, 28, 28), "classification", n_way=3),
-                                {"channels": 4, "inner_lr": 0.4, "inner_steps": steps, "meta_batch_mode": "loop"})
-    finally:
-        torch.set_default_dtype(default)
+    """One meta-step's meta-gradient in float64, on two random 3-way 1-shot tasks of 28x28 images."""
     g = torch.Generator().manual_seed(1)
-    episodes = [Episode(torch.rand(3, 1, 28, 28, generator=g, dtype=torch.float64), torch.arange(3),
-                        torch.rand(6, 1, 28, 28, generator=g, dtype=torch.float64), torch.arange(3).repeat(2))
-                for _ in range(2)]
-    for group in learner.optimizer.param_groups:
-        group["lr"] = 0.0  # read the gradient without moving theta
-    learner.meta_train_step(episodes)
-    return {f"{i}": p.grad.clone() for i, p in enumerate(learner.meta_parameters())}
+    episodes = [Episode(torch.rand(3, 1, 28, 28, generator=g), torch.arange(3), torch.rand(6, 1, 28, 28, generator=g),
+                        torch.arange(3).repeat(2)) for _ in range(2)]
+    spec = ProblemSpec((1, 28, 28), "classification", n_way=3)
+    return float64_meta_gradient(algorithm, spec, episodes, inner_steps=steps, meta_batch_mode="loop")
 
 
 @pytest.mark.parametrize(("algorithm", "steps"), [("maml", 1), ("maml", 3), ("metasgd", 2)])

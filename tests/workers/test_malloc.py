@@ -29,7 +29,7 @@ torch.manual_seed(0)
 learner = build_learner("maml", ProblemSpec((1, 28, 28), "classification", n_way=5), {"channels": 64, "inner_lr": 0.4})
 g = torch.Generator().manual_seed(0)
 episodes = [Episode(torch.rand(5, 1, 28, 28, generator=g), torch.arange(5),
-                    torch.rand(75, 1, 28, 28, generator=g), torch.arange(5).repeat(15)) for _ in range(4)]
+                    torch.rand(75, 1, 28, 28, generator=g), torch.arange(5).repeat(15)) for _ in range(2 * torch.get_num_threads())]  # two tasks a thread
 for _ in range(2):  # the heap grows to its working size
     learner.meta_train_step(episodes)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -61,9 +61,9 @@ def reconcile(db_url: str, celery: Celery) -> Reconciliation:
     jobs += [j for j in queued_jobs if j not in waiting and j not in delivered]
     tasks = [t for t in adapting if t not in waiting and t not in delivered]
     for job_id in jobs:
-        celery.send_task(TRAIN_JOB, args=[job_id])
+        celery.send_task(TRAIN_JOB, args=[job_id], ignore_result=True)
     for task_id in tasks:
-        celery.send_task(ADAPT_TASK, args=[task_id])
+        celery.send_task(ADAPT_TASK, args=[task_id], ignore_result=True)
     if jobs or tasks:
         log.info("reconciler re-sent jobs %s and tasks %s", jobs, tasks)
     return Reconciliation(len(jobs), len(tasks))

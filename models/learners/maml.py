@@ -21,7 +21,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from models.config import Config
-from models.direct_grad import applies, conv4_support_pass, direct_gradients
+from models.direct_grad import applies, conv4_predict, conv4_predicts, conv4_support_pass, direct_gradients
 from models.episodes import Episode, ProblemSpec
 from models.learners.base import (
     MAX_ADAPT_STEPS,
@@ -266,6 +266,9 @@ class MAML(Learner):
         return adapt
 
     def predict(self, phi: Params, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            if self._predicts_directly(phi, x):
+                return conv4_predict(self.net, phi, x)  # type: ignore[arg-type]
         if x.dim() == 4 and len(x) <= 4:
             # A few images: channels-last runs max-pool vectorised over channels and the convolutions
             # on channels-last weights (Conv4-64, one 28x28 image, 1 thread: 2.5 to 1.5 ms; copying
@@ -275,10 +278,21 @@ class MAML(Learner):
         with torch.no_grad():
             return self.predict_with(dict(self.net.named_parameters()), phi, x)
 
+    def _predicts_directly(self, phi: Params, x: Tensor) -> bool:
+        """Whether predict takes models.direct_grad.conv4_predict (a served Conv4 task on the CPU)."""
+        return type(self).predict_with is MAML.predict_with and conv4_predicts(self.net, phi, x)
+
     def predict_many(self, requests: list[tuple[Params, Tensor]]) -> list[Tensor]:
         """One vmap over the stacked task states of each group of same-shaped requests
         (torch.func.functional_call per task inside it; vmap_tasks, so in_vmap() is true there),
-        a plain predict for a lone one."""
+        a plain predict for a lone one. Where predict takes the direct path (a served Conv4 task on
+        the CPU), one direct predict per task instead: Conv4-64, one 28x28 image a task, 1 thread,
+        the vmap took 2.73 / 4.05 / 7.27 / 13.19 ms for 2 / 4 / 8 / 16 tasks where the loop through
+        functional_call took 1.72 / 3.41 / 6.83 / 14.07 and a direct predict about 0.43 a task (an
+        ad-hoc measurement)."""
+        with torch.no_grad():
+            if all(self._predicts_directly(phi, x) for phi, x in requests):
+                return [self.predict(phi, x) for phi, x in requests]
         outputs: list[Tensor | None] = [None] * len(requests)
         theta = dict(self.net.named_parameters())
         with torch.no_grad():

@@ -131,7 +131,9 @@ def _record_and_send(new: _NewTask, marks: Marks) -> tuple[Task, bool]:
                 raise
             marks.append(("ledger", time.perf_counter()))
             try:
-                state.celery.send_task(ADAPT_TASK, args=[new.task_id], retry_policy=SEND_RETRY)
+                # ignore_result: the worker announces the outcome (store/adaptation_events.py); without
+                # it Celery subscribes this process to a result channel per task, a Redis round trip.
+                state.celery.send_task(ADAPT_TASK, args=[new.task_id], retry_policy=SEND_RETRY, ignore_result=True)
             except Exception as exc:
                 raise Unavailable(f"the adaptation queue is unavailable ({type(exc).__name__}); retry later") from None
             marks.append(("send", time.perf_counter()))

@@ -1,7 +1,7 @@
 """Serving's direct Conv4 gradients (models.direct_grad) are autograd's: per step, and through a
 whole adaptation of MAML, first-order MAML and Meta-SGD (adapted weights, stored batch-norm
-statistics and the support outputs checked); the direct path stays off where it is not the same
-maths."""
+statistics and the support outputs checked); a served task's direct predictions are
+functional_call's; the direct paths stay off where they are not the same maths."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from models import direct_grad
 from models.direct_grad import applies, conv4_cross_entropy_gradients, conv4_support_pass
 from models.episodes import ProblemSpec
 from models.learners import AdaptOptions, build_learner
+from models.learners import maml as maml_module
 from models.learners.inner import inner_loop
 from models.nets import Conv4, support_statistics
 from models.vectorized import vmap_tasks
@@ -100,3 +101,46 @@ def test_direct_path_only_where_it_is_the_same_maths():
     with torch.no_grad(), pytest.raises(ValueError, match="serve adaptation only"):
         inner_loop(forward, params, x, torch.arange(2), F.cross_entropy, 1, 0.1, create_graph=False,
                    adapt_keys=["head.weight"], gradients=gradients)
+
+
+@pytest.mark.parametrize(("algorithm", "config"), [("maml", {}), ("fomaml", {}), ("metasgd", {"lr_granularity": "parameter"})])
+@pytest.mark.parametrize("classes", [5, 3])
+def test_served_predictions_through_the_direct_path_equal_functional_calls(algorithm, config, classes, monkeypatch):
+    """A served task's predictions (predict, and predict_many over several tasks) are the same through
+    direct_grad.conv4_predict as through functional_call and the module's task-statistics batch norms."""
+    torch.manual_seed(0)
+    spec = ProblemSpec((1, 28, 28), "classification", n_way=5)
+    learner = build_learner(algorithm, spec, {"channels": 8, "inner_lr": 0.4, "adapt_steps": 2, **config})
+    phis = [learner.adapt(torch.rand(2 * classes, 1, 28, 28), torch.arange(classes).repeat(2)) for _ in range(3)]
+    inputs = [torch.rand(1, 1, 28, 28), torch.rand(6, 1, 28, 28), torch.rand(3, 1, 28, 28).contiguous(memory_format=torch.channels_last)]
+    direct_grad.DIRECT_ON_CPU = False
+    try:
+        reference = [learner.predict(phi, x) for phi, x in zip(phis, inputs, strict=True)]
+    finally:
+        direct_grad.DIRECT_ON_CPU = True
+    calls: list[int] = []
+    real = direct_grad.conv4_predict
+    monkeypatch.setattr(maml_module, "conv4_predict", lambda net, phi, x: calls.append(len(x)) or real(net, phi, x))
+    one_by_one = [learner.predict(phi, x) for phi, x in zip(phis, inputs, strict=True)]
+    together = learner.predict_many(list(zip(phis, inputs, strict=True)))
+    assert calls == [1, 6, 3, 1, 6, 3]  # the direct path ran for every one
+    for expected, single, batched in zip(reference, one_by_one, together, strict=True):
+        assert single.shape == batched.shape == expected.shape and expected.shape[1] == classes
+        assert close(single, expected) and close(batched, expected)
+        assert torch.equal(single.argmax(1), expected.argmax(1))
+
+
+def test_direct_predictions_only_where_they_are_the_same_maths():
+    torch.manual_seed(0)
+    spec = ProblemSpec((1, 28, 28), "classification", n_way=5)
+    x = torch.rand(2, 1, 28, 28)
+    maml = build_learner("maml", spec, {"channels": 4})
+    phi = maml.adapt(torch.rand(5, 1, 28, 28), torch.arange(5))
+    assert maml._predicts_directly(phi, x) is False  # grad mode on
+    with torch.no_grad():
+        assert maml._predicts_directly(phi, x)
+        weights_only = {k: v for k, v in phi.items() if "task_" not in k}  # no support statistics: not a served state
+        assert not maml._predicts_directly(weights_only, x)
+        assert not maml._predicts_directly(phi, x.double())
+        anil = build_learner("anil", spec, {"channels": 4})  # its own predict_with (theta's body, phi's head)
+        assert not anil._predicts_directly(anil.adapt(torch.rand(5, 1, 28, 28), torch.arange(5)), x)

@@ -89,3 +89,15 @@ def test_errors_raised_on_the_fast_path_keep_their_shape_and_headers(served):
     other = client.post(f"/v1/models/{model_id}/tasks", json={**BODY, "wait": True, "options": {}},
                         headers={"Idempotency-Key": "same"})
     assert_error(other, 409)
+
+
+def test_sending_a_task_subscribes_to_no_result(served, monkeypatch):
+    """The adapt worker announces outcomes itself and stores no Celery result; the send must not
+    subscribe this process to a result channel per task (a Redis round trip on every new task)."""
+    client, model_id, _, _ = served
+    backend = type(client.app.state.celery.backend)  # Celery keeps one backend per thread: patch them all
+    subscribed: list[str] = []
+    monkeypatch.setattr(backend, "on_task_call", lambda self, producer, task_id: subscribed.append(task_id))
+    sent = client.post(f"/v1/models/{model_id}/tasks", json=BODY)
+    assert sent.status_code == 202, sent.text
+    assert subscribed == []

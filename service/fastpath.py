@@ -74,7 +74,7 @@ async def predictions(state: Any, request: Request, task_id: str, parse: Parse, 
     phi = predictor.states.peek(task_id)
     if phi is None:
         artifact = task.artifact
-        phi = await run_in_threadpool(predictor.states.get_or_load, task_id, lambda: predictor.store.load(artifact))
+        phi = await run_in_threadpool(predictor.state, learners, task_id, artifact)
     start = time.perf_counter()
     outputs = await predictor.batcher(learners).predict(task_id, phi, x)
     state.metrics.prediction_seconds.observe(time.perf_counter() - start)

@@ -126,8 +126,12 @@ class Predictor:
         States are cached by task id: ids are never reused and a ready task never changes, so
         the callers' check that the task still exists is all a delete needs, in every process.
         """
-        phi = self.states.get_or_load(task_id, lambda: self.store.load(artifact))
-        return learners.predict(phi, inputs)
+        return learners.predict(self.state(learners, task_id, artifact), inputs)
+
+    def state(self, learners: Replicas, task_id: str, artifact: str) -> Params:
+        """The task's state from the cache, else loaded from `artifact` and kept in the form its
+        learner predicts from fastest (Learner.serving_state). Blocking on a miss."""
+        return self.states.get_or_load(task_id, lambda: learners.copies[0].serving_state(self.store.load(artifact)))
 
     def batcher(self, learners: Replicas) -> ModelBatcher:
         """The model's batcher (service/batching.py); made on the event loop's first use."""

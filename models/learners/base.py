@@ -132,6 +132,11 @@ class Learner(ABC):
     def predict(self, phi: Params, x: Tensor) -> Tensor:
         """Logits [B, n] (classification, n = the task's classes) or outputs [B, output_dim]."""
 
+    def serving_state(self, phi: Params) -> Params:
+        """A stored task state in the form predict takes fastest on this learner's device (the API
+        keeps it so in its state cache): the same values; phi itself unless a learner overrides it."""
+        return phi
+
     def predict_many(self, requests: list[tuple[Params, Tensor]]) -> list[Tensor]:
         """predict for several tasks' inputs at once (the API's dynamic batching): the same outputs
         as one predict per (phi, x), within float tolerance. Learners with a batched form (one

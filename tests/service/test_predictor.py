@@ -36,3 +36,28 @@ def test_concurrent_predictions_for_different_tasks_of_one_model_stay_apart(tmp_
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(run, [tasks[i % 2] for i in range(400)]))
     assert all(results)
+
+
+def test_cached_states_take_the_learners_serving_form_and_predict_the_same(tmp_path):
+    """A Conv4 MAML task's state is cached with its convolution weights channels-last on the CPU
+    (MAML.serving_state), and predicts what the stored state predicts."""
+    torch.manual_seed(0)
+    spec = ProblemSpec(input_shape=(1, 28, 28), output="classification", n_way=5)
+    config = {"channels": 8, "inner_lr": 0.4, "inner_steps": 2}
+    learner = MAML(spec, MAMLConfig(**config))
+    store = ArtifactStore(tmp_path)
+    store.save(theta_key("mdl_c"), learner.state())
+    model = Model(id="mdl_c", job_id="job_c", algorithm="maml", dataset="omniglot", spec=spec.to_json(),
+                  learner_config=config, metrics={}, artifact=theta_key("mdl_c"))
+    phi = learner.adapt(torch.rand(5, 1, 28, 28), torch.arange(5))
+    store.save(state_key("tsk_c"), phi)
+    task = Task(id="tsk_c", model_id="mdl_c", status="ready", support_size=5, artifact=state_key("tsk_c"))
+    predictor = Predictor(store, task_capacity=8)
+    for n in (1, 6):
+        x = torch.rand(n, 1, 28, 28)
+        got, expected = predictor.predict(model, task, x), learner.predict(store.load(state_key("tsk_c")), x)
+        assert (got - expected).abs().max() <= 1e-5 and torch.equal(got.argmax(1), expected.argmax(1))
+    cached = predictor.states.peek("tsk_c")
+    assert cached is not None and set(cached) == set(phi)
+    assert all(v.is_contiguous(memory_format=torch.channels_last) for v in cached.values() if v.dim() == 4)
+    assert all(torch.equal(cached[k], phi[k]) for k in phi)  # the same values, laid out for the CPU's convolutions

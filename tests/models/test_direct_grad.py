@@ -104,15 +104,15 @@ def test_direct_path_only_where_it_is_the_same_maths():
 
 
 @pytest.mark.parametrize(("algorithm", "config"), [("maml", {}), ("fomaml", {}), ("metasgd", {"lr_granularity": "parameter"})])
-@pytest.mark.parametrize("classes", [5, 3])
-def test_served_predictions_through_the_direct_path_equal_functional_calls(algorithm, config, classes, monkeypatch):
+@pytest.mark.parametrize(("shape", "classes"), [((1, 28, 28), 5), ((1, 28, 28), 3), ((3, 20, 20), 4)])
+def test_served_predictions_through_the_direct_path_equal_functional_calls(algorithm, config, shape, classes, monkeypatch):
     """A served task's predictions (predict, and predict_many over several tasks) are the same through
     direct_grad.conv4_predict as through functional_call and the module's task-statistics batch norms."""
     torch.manual_seed(0)
-    spec = ProblemSpec((1, 28, 28), "classification", n_way=5)
+    spec = ProblemSpec(shape, "classification", n_way=5)
     learner = build_learner(algorithm, spec, {"channels": 8, "inner_lr": 0.4, "adapt_steps": 2, **config})
-    phis = [learner.adapt(torch.rand(2 * classes, 1, 28, 28), torch.arange(classes).repeat(2)) for _ in range(3)]
-    inputs = [torch.rand(1, 1, 28, 28), torch.rand(6, 1, 28, 28), torch.rand(3, 1, 28, 28).contiguous(memory_format=torch.channels_last)]
+    phis = [learner.adapt(torch.rand(2 * classes, *shape), torch.arange(classes).repeat(2)) for _ in range(3)]
+    inputs = [torch.rand(1, *shape), torch.rand(6, *shape), torch.rand(3, *shape).contiguous(memory_format=torch.channels_last)]
     direct_grad.DIRECT_ON_CPU = False
     try:
         reference = [learner.predict(phi, x) for phi, x in zip(phis, inputs, strict=True)]

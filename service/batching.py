@@ -6,8 +6,9 @@ gather for at most `window` seconds (FEWSHOT_PREDICT_BATCH_WINDOW_MS) or until `
 then run together: the inputs of requests for the same task are concatenated, the tasks go to
 the learner's predict_many (one embedding pass, vmap over stacked task states, stacked
 summaries; per-task calls where a learner has no batched form or where they are faster, as the
-MAML family's direct Conv4 predictions on the CPU), and each request gets its own rows back. `slots` passes of one model run at once (one per learner replica, in their own
-threads: torch releases the GIL in its kernels).
+MAML family's direct Conv4 predictions on the CPU), and each request gets its own rows back.
+`slots` passes of one model run at once (one per learner replica, in their own threads: torch
+releases the GIL in its kernels).
 """
 
 from __future__ import annotations

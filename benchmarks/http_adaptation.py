@@ -286,6 +286,18 @@ def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
     }
 
 
+def dirty_kb() -> int | None:
+    """The machine's dirty page cache (/proc/meminfo `Dirty:`, kB), None where there is none to read.
+    Past the kernel's background writeback threshold writers are throttled, and the worker's save
+    stage (a 450 KB state file a task) with them: 0.55 ms against 6 ms a file on one VM
+    (benchmarks/RESULTS.md, session 15); `sync` before a run empties it."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("Dirty:")), None)
+    except OSError:
+        return None
+
+
 def markdown(res: dict[str, Any]) -> str:
     s = res["settings"]
     lines = [
@@ -293,7 +305,8 @@ def markdown(res: dict[str, Any]) -> str:
         "POST /v1/models/{id}/tasks (wait) with 5 base64 PNGs over one keep-alive connection to `fewshot serve` "
         "(embedded Redis, SQLite, adapt worker with 1 torch thread); in-process: `learner.adapt` on the same support, "
         f"learner loaded as the worker loads it, interleaved with the requests. Load average (1 min) before and after: "
-        f"{res['load_average_1min'][0]} and {res['load_average_1min'][1]} on {os.cpu_count()} cores.",
+        f"{res['load_average_1min'][0]} and {res['load_average_1min'][1]} on {os.cpu_count()} cores; dirty page cache "
+        f"before and after: {res.get('dirty_kb', [None, None])[0]} and {res.get('dirty_kb', [None, None])[1]} kB.",
         "",
         "| warm, ms | median | p90 | min |",
         "|---|---|---|---|",
@@ -331,9 +344,10 @@ def main() -> None:
         args.tasks, args.channels, args.train_steps, args.tag = 3, 8, 1, args.tag or "-smoke"
         args.fresh_worker = 0
     os.chdir(ROOT)
-    load_before = os.getloadavg()[0]
+    load_before, dirty_before = os.getloadavg()[0], dirty_kb()
     res = run(args)
     res["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # other work on the machine
+    res["dirty_kb"] = [dirty_before, dirty_kb()]
     for key in ("http_ms", "in_process_ms", "difference_ms", "cold", "fresh_worker", "probes_ms", "breakdown_median_ms"):
         print(key, res[key], flush=True)
     write_results(f"http_adaptation{args.tag}", res, markdown(res))

@@ -288,9 +288,9 @@ def measure(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
 
 def dirty_kb() -> int | None:
     """The machine's dirty page cache (/proc/meminfo `Dirty:`, kB), None where there is none to read.
-    Past the kernel's background writeback threshold writers are throttled, and the worker's save
-    stage (a 450 KB state file a task) with them: 0.55 ms against 6 ms a file on one VM
-    (benchmarks/RESULTS.md, session 15); `sync` before a run empties it."""
+    On session 15's VM, with the cache at the kernel's background writeback threshold, writing a
+    450 KB state file (the worker's save stage) took 6 ms against 0.55 (benchmarks/RESULTS.md);
+    `sync` before a run empties it."""
     try:
         with open("/proc/meminfo") as f:
             return next((int(line.split()[1]) for line in f if line.startswith("Dirty:")), None)

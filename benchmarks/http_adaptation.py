@@ -300,13 +300,14 @@ def dirty_kb() -> int | None:
 
 def markdown(res: dict[str, Any]) -> str:
     s = res["settings"]
+    dirty = res.get("dirty_kb") or [None, None]
     lines = [
         f"MAML Conv4-{s['channels']}, Omniglot 5-way 1-shot, 5 adaptation steps; {s['tasks']} warm tasks, one at a time, "
         "POST /v1/models/{id}/tasks (wait) with 5 base64 PNGs over one keep-alive connection to `fewshot serve` "
         "(embedded Redis, SQLite, adapt worker with 1 torch thread); in-process: `learner.adapt` on the same support, "
         f"learner loaded as the worker loads it, interleaved with the requests. Load average (1 min) before and after: "
         f"{res['load_average_1min'][0]} and {res['load_average_1min'][1]} on {os.cpu_count()} cores; dirty page cache "
-        f"before and after: {res.get('dirty_kb', [None, None])[0]} and {res.get('dirty_kb', [None, None])[1]} kB.",
+        f"before and after: {dirty[0]} and {dirty[1]} kB.",
         "",
         "| warm, ms | median | p90 | min |",
         "|---|---|---|---|",

@@ -51,16 +51,16 @@ from models.episodes import Episode, ProblemSpec
 from models.learners import build_learner
 from models.nets import Conv4
 from models.task_threads import map_in_threads, split, task_threads
+from workers.memory import MALLOC_ENV
 
 IMPLS = ("ours", "ours-torch-kernels", "ours-loop", "learn2learn", "higher", "floor", "floor-threads")
 CONFIGS = {"SO1": (False, 1), "FO1": (True, 1), "SO5": (False, 5), "FO5": (True, 5)}  # (first_order, steps)
 CONFIG_NAMES = {"SO1": "second-order, 1 step", "FO1": "first-order, 1 step",
                 "SO5": "second-order, 5 steps", "FO5": "first-order, 5 steps"}
 REFERENCE = {"SO1": (1.84, 2.05, 1.38), "FO1": (1.70, 1.24, 1.38), "SO5": (3.04, 3.27, None), "FO5": (2.17, 1.76, None)}
-# glibc: keep freed blocks up to 32 MB (the largest mmap threshold it accepts) in the heap, and
-# never trim it, instead of returning large activations to the system after every use.
-MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(4 * 1024**3),
-                "MALLOC_TOP_PAD_": str(64 * 1024 * 1024)}  # workers.memory.keep_freed_memory's settings
+# glibc: keep freed blocks up to 32 MB in the heap and never trim it, instead of returning large
+# activations to the system after every use (workers.memory.keep_freed_memory's settings).
+MALLOC_TUNED = MALLOC_ENV
 # The first iteration's meta-losses (same weights, same episodes) must agree closely; later ones may
 # drift by float rounding: ours runs Conv4 channels-last on the CPU (the same maths, other kernels),
 # and Adam's first steps move each weight by about its learning rate whatever its gradient's size,

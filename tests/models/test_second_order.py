@@ -100,17 +100,23 @@ def test_pool_relu_gives_torchs_values_and_derivatives(shape):
     assert all(torch.equal(a, b) for a, b in zip(ours_second, plain_second, strict=True))
 
 
-def test_the_kernels_run_only_inside_second_order_with_a_gradient_to_take(monkeypatch):
-    norm = BatchNorm(3)
-    x = torch.randn(4, 3, 5, 5)
-    calls = []
-    original = second_order.batch_norm
+def _counted(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """models.second_order.<name> wrapped to count its calls: one 1 a call in the returned list."""
+    calls: list[int] = []
+    original = getattr(second_order, name)
 
     def spy(*args):  # type: ignore[no-untyped-def]
         calls.append(1)
         return original(*args)
 
-    monkeypatch.setattr(second_order, "batch_norm", spy)
+    monkeypatch.setattr(second_order, name, spy)
+    return calls
+
+
+def test_the_kernels_run_only_inside_second_order_with_a_gradient_to_take(monkeypatch):
+    norm = BatchNorm(3)
+    x = torch.randn(4, 3, 5, 5)
+    calls = _counted(monkeypatch, "batch_norm")
     norm(x)
     with torch.no_grad(), second_order.second_order():
         norm(x)  # no gradient to take
@@ -133,14 +139,7 @@ def _meta_gradient(algorithm: str, steps: int) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize(("algorithm", "steps"), [("maml", 1), ("maml", 3), ("metasgd", 2)])
 def test_second_order_maml_meta_gradient_is_torchs(algorithm, steps, monkeypatch):
-    calls = []
-    double_backward = second_order.batch_norm_double_backward
-
-    def spy(*args):  # type: ignore[no-untyped-def]
-        calls.append(1)
-        return double_backward(*args)
-
-    monkeypatch.setattr(second_order, "batch_norm_double_backward", spy)
+    calls = _counted(monkeypatch, "batch_norm_double_backward")
     ours = _meta_gradient(algorithm, steps)
     assert len(calls) == 4 * steps * 2  # every block, inner step and task
     monkeypatch.setattr(second_order, "applies", lambda x: False)

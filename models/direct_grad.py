@@ -16,7 +16,9 @@ Only where it is the same maths: a Conv4 whose batch norms use batch statistics 
 family's), on the CPU, outside vmap, with grad mode off (serving). `conv4_support_pass` is the
 pass after the last step: the statistics a served task stores and what it predicts for its
 support inputs (models.nets.support_statistics, without hooks or functional_call).
-`conv4_predict` is a served task's prediction the same way.
+`conv4_predict` is a served task's prediction the same way, and `fold_batch_norms` the state the
+API caches for it: each block's batch norm, which normalises with the task's fixed support
+statistics, folded into its convolution.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ POOL = [2, 2]
 # turns it off for the "ours, autograd" row.
 DIRECT_ON_CPU = True
 
+# A folded serving state (fold_batch_norms) holds, per block, `features.<i>.conv.folded_weight` and
+# `.folded_bias`, and the head: nothing else, so no other path can mistake it for a task's parameters.
+FOLDED = ("folded_weight", "folded_bias")
+
 
 def direct_gradients(net: torch.nn.Module, x: Tensor) -> Gradients | None:
     """(params, x, y) -> d cross_entropy(net(x; params), y) / d params, every parameter, where
@@ -54,9 +60,17 @@ def direct_gradients(net: torch.nn.Module, x: Tensor) -> Gradients | None:
 def applies(net: torch.nn.Module, x: Tensor) -> bool:
     """`net` is a batch-statistics Conv4 and x a float32 image batch on the CPU, with grad mode
     off and outside vmap."""
-    if not DIRECT_ON_CPU or not isinstance(net, Conv4) or torch.is_grad_enabled() or in_vmap():
+    if torch.is_grad_enabled() or in_vmap():
         return False
     if x.dim() != 4 or x.dtype != torch.float32 or x.device.type != "cpu":
+        return False
+    return is_direct_conv4(net)
+
+
+def is_direct_conv4(net: torch.nn.Module) -> bool:
+    """`net` is a Conv4 of the kind the direct path computes: every block a convolution (zero
+    padding, one group) and a batch norm with batch statistics and no task statistics of its own."""
+    if not DIRECT_ON_CPU or not isinstance(net, Conv4):
         return False
     layers = blocks(net)
     return len(layers) == len(net.features) and all(
@@ -99,30 +113,66 @@ def conv4_cross_entropy_gradients(net: Conv4, params: Params, x: Tensor, y: Tens
 
 
 def conv4_predicts(net: torch.nn.Module, phi: Params, x: Tensor) -> bool:
-    """Whether conv4_predict gives `net`'s prediction for x with the served task state phi: the
-    direct path applies (see `applies`) and phi holds every block's support statistics."""
-    return applies(net, x) and all(
-        f"features.{i}.norm.task_mean" in phi and f"features.{i}.norm.task_var" in phi
-        for i in range(len(blocks(net)))  # type: ignore[arg-type]
+    """Whether conv4_predict gives `net`'s prediction for x with the served task state phi: phi is
+    folded (it predicts nowhere else), or the direct path applies (see `applies`) and phi holds
+    every block's support statistics."""
+    if is_folded(phi):
+        return True
+    return applies(net, x) and has_statistics(net, phi)  # type: ignore[arg-type]
+
+
+def has_statistics(net: Conv4, phi: Params) -> bool:
+    return all(
+        f"features.{i}.norm.task_mean" in phi and f"features.{i}.norm.task_var" in phi for i in range(len(blocks(net)))
     )
+
+
+def is_folded(phi: Params) -> bool:
+    return "features.0.conv.folded_weight" in phi
+
+
+def fold_batch_norms(net: Conv4, phi: Params) -> Params:
+    """A served task's state as convolutions alone, the form the API caches (MAML.serving_state).
+
+    A served task's batch norm is per-channel affine, (z - mean) * gamma / sqrt(var + eps) + beta
+    with the task's support statistics, and follows its convolution, so it folds into it: weight
+    * scale and (bias - mean) * scale + beta with scale = gamma / sqrt(var + eps). A prediction then
+    runs no batch norm: Conv4-64 at 1 thread, one 28x28 image 0.61 -> 0.47 ms, 16 images of one
+    task 5.5-8.8 -> 4.8 ms (an ad-hoc measurement; benchmarks/RESULTS.md, session 16). The same function to float rounding (tests/models/test_direct_grad.py).
+    Convolution weights channels-last, the layout of the predictions' activations: oneDNN then
+    reorders no weights per prediction. phi needs every block's support statistics (has_statistics)."""
+    folded: Params = {"head.weight": phi["head.weight"], "head.bias": phi["head.bias"]}
+    for i, block in enumerate(blocks(net)):
+        conv, norm = f"features.{i}.conv.", f"features.{i}.norm."
+        scale = phi[norm + "weight"] * torch.rsqrt(phi[norm + "task_var"] + block.norm.eps)
+        weight = torch.empty_like(phi[conv + "weight"], memory_format=torch.channels_last)  # one new tensor, not two
+        folded[conv + FOLDED[0]] = torch.mul(phi[conv + "weight"], scale.view(-1, 1, 1, 1), out=weight)
+        folded[conv + FOLDED[1]] = (phi[conv + "bias"] - phi[norm + "task_mean"]) * scale + phi[norm + "bias"]
+    return folded
 
 
 def conv4_predict(net: Conv4, phi: Params, x: Tensor) -> Tensor:
     """Logits of a served task for x: net's forward with phi's weights, its batch norms normalising
-    with the task's support statistics (models.nets.BatchNorm with task_mean set), as one fused
-    eval-mode batch norm a block, without functional_call swapping the module's tensors.
+    with the task's support statistics (models.nets.BatchNorm with task_mean set), without
+    functional_call swapping the module's tensors: from a folded state (fold_batch_norms)
+    convolutions alone, else one fused eval-mode batch norm a block.
 
     The same function as MAML.predict_with through functional_call, to float rounding
     (tests/models/test_direct_grad.py); Conv4-64, one 28x28 image, 1 thread: 0.43 against 0.95 ms
     (an ad-hoc measurement; benchmarks/http_predictions.py measures served predictions)."""
-    h = channels_last(x)
+    folded = is_folded(phi)
+    h = channels_last(x.to(phi["head.weight"].dtype))
     for i, block in enumerate(blocks(net)):
         conv, norm = f"features.{i}.conv.", f"features.{i}.norm."
-        z = F.conv2d(h, phi[conv + "weight"], phi[conv + "bias"], block.conv.stride, block.conv.padding,  # type: ignore[arg-type]
-                     block.conv.dilation)
-        z = F.batch_norm(z, phi[norm + "task_mean"], phi[norm + "task_var"], phi[norm + "weight"], phi[norm + "bias"],
-                         training=False, eps=block.norm.eps)
-        h = torch.relu(aten.max_pool2d_with_indices(z, POOL, POOL)[0])
+        if folded:
+            z = F.conv2d(h, phi[conv + FOLDED[0]], phi[conv + FOLDED[1]], block.conv.stride, block.conv.padding,  # type: ignore[arg-type]
+                         block.conv.dilation)
+        else:
+            z = F.conv2d(h, phi[conv + "weight"], phi[conv + "bias"], block.conv.stride, block.conv.padding,  # type: ignore[arg-type]
+                         block.conv.dilation)
+            z = F.batch_norm(z, phi[norm + "task_mean"], phi[norm + "task_var"], phi[norm + "weight"], phi[norm + "bias"],
+                             training=False, eps=block.norm.eps)
+        h = F.max_pool2d(z, POOL).relu_()  # the pool's maximum without its indices
     return F.linear(h.flatten(1), phi["head.weight"], phi["head.bias"])
 
 

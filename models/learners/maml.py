@@ -22,7 +22,16 @@ from torch.func import functional_call
 
 from models import nets
 from models.config import Config
-from models.direct_grad import applies, conv4_predict, conv4_predicts, conv4_support_pass, direct_gradients
+from models.direct_grad import (
+    applies,
+    conv4_predict,
+    conv4_predicts,
+    conv4_support_pass,
+    direct_gradients,
+    fold_batch_norms,
+    has_statistics,
+    is_direct_conv4,
+)
 from models.episodes import Episode, ProblemSpec
 from models.learners.base import (
     MAX_ADAPT_STEPS,
@@ -280,11 +289,15 @@ class MAML(Learner):
             return self.predict_with(dict(self.net.named_parameters()), phi, x)
 
     def serving_state(self, phi: Params) -> Params:
-        """On the CPU, a Conv4's convolution weights channels-last, the layout its predictions run
-        in: oneDNN then reorders no weights at each prediction (Conv4-64, one 28x28 image, 1 thread:
-        0.43 -> 0.35 ms through conv4_predict; an ad-hoc measurement)."""
+        """On the CPU, a Conv4 task with its support statistics as convolutions alone, the batch
+        norms folded in and the weights channels-last (models.direct_grad.fold_batch_norms: a state
+        that only conv4_predict reads); other Conv4 states with their convolution weights
+        channels-last, the layout their predictions run in (oneDNN then reorders no weights per
+        prediction: Conv4-64, one 28x28 image, 1 thread, 0.43 -> 0.35 ms; an ad-hoc measurement)."""
         if self.device.type != "cpu" or not isinstance(self.net, Conv4) or not nets.CHANNELS_LAST_ON_CPU:
             return phi
+        if type(self).predict_with is MAML.predict_with and is_direct_conv4(self.net) and has_statistics(self.net, phi):
+            return fold_batch_norms(self.net, phi)
         return {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in phi.items()}
 
     def _predicts_directly(self, phi: Params, x: Tensor) -> bool:
@@ -300,20 +313,23 @@ class MAML(Learner):
         functional_call took 1.72 / 3.41 / 6.83 / 14.07 and a direct predict about 0.43 a task (an
         ad-hoc measurement)."""
         with torch.no_grad():
-            if all(self._predicts_directly(phi, x) for phi, x in requests):
-                return [conv4_predict(self.net, phi, x) for phi, x in requests]  # type: ignore[arg-type]
-        outputs: list[Tensor | None] = [None] * len(requests)
-        theta = dict(self.net.named_parameters())
-        with torch.no_grad():
-            for group in same_shape_groups(requests):
+            direct = [self._predicts_directly(phi, x) for phi, x in requests]
+            outputs: list[Tensor | None] = [
+                conv4_predict(self.net, phi, x) if d else None for (phi, x), d in zip(requests, direct, strict=True)  # type: ignore[arg-type]
+            ]
+            rest = [i for i, d in enumerate(direct) if not d]  # a folded state is never among them: it predicts only directly
+            if not rest:
+                return outputs  # type: ignore[return-value]
+            theta = dict(self.net.named_parameters())
+            for group in same_shape_groups([requests[i] for i in rest]):
                 if len(group) == 1:
-                    outputs[group[0]] = self.predict(*requests[group[0]])
+                    outputs[rest[group[0]]] = self.predict(*requests[rest[group[0]]])
                     continue
-                phis = stack_states([requests[i][0] for i in group])
-                xs = torch.stack([requests[i][1] for i in group])
+                phis = stack_states([requests[rest[j]][0] for j in group])
+                xs = torch.stack([requests[rest[j]][1] for j in group])
                 outs = vmap_tasks(lambda phi, x: self.predict_with(theta, phi, x), phis, xs)
-                for j, i in enumerate(group):
-                    outputs[i] = outs[j]
+                for k, j in enumerate(group):
+                    outputs[rest[j]] = outs[k]
         return outputs  # type: ignore[return-value]
 
     def state(self) -> Params:

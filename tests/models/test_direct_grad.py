@@ -107,27 +107,72 @@ def test_direct_path_only_where_it_is_the_same_maths():
 @pytest.mark.parametrize(("shape", "classes"), [((1, 28, 28), 5), ((1, 28, 28), 3), ((3, 20, 20), 4)])
 def test_served_predictions_through_the_direct_path_equal_functional_calls(algorithm, config, shape, classes, monkeypatch):
     """A served task's predictions (predict, and predict_many over several tasks) are the same through
-    direct_grad.conv4_predict as through functional_call and the module's task-statistics batch norms."""
+    direct_grad.conv4_predict as through functional_call and the module's task-statistics batch norms,
+    from the stored state and from the API's folded one (MAML.serving_state: batch norms folded into
+    the convolutions). Each state's batch-norm scales and shifts are redrawn, negative ones included,
+    and its statistics moved away from (0, 1), so a fold that drops or misplaces a term shows."""
     torch.manual_seed(0)
     spec = ProblemSpec(shape, "classification", n_way=5)
     learner = build_learner(algorithm, spec, {"channels": 8, "inner_lr": 0.4, "adapt_steps": 2, **config})
     phis = [learner.adapt(torch.rand(2 * classes, *shape), torch.arange(classes).repeat(2)) for _ in range(3)]
+    for phi in phis:
+        for k in [k for k in phi if ".norm." in k]:
+            if k.endswith((".weight", ".bias")):
+                phi[k] = torch.randn_like(phi[k])
+            elif k.endswith(".task_mean"):
+                phi[k] = phi[k] + torch.randn_like(phi[k])
+            elif k.endswith(".task_var"):
+                phi[k] = phi[k] * (0.5 + torch.rand_like(phi[k]))
     inputs = [torch.rand(1, *shape), torch.rand(6, *shape), torch.rand(3, *shape).contiguous(memory_format=torch.channels_last)]
     direct_grad.DIRECT_ON_CPU = False
     try:
         reference = [learner.predict(phi, x) for phi, x in zip(phis, inputs, strict=True)]
     finally:
         direct_grad.DIRECT_ON_CPU = True
+    folded = [learner.serving_state(phi) for phi in phis]
+    assert all(direct_grad.is_folded(state) and not any(".norm." in k for k in state) for state in folded)
     calls: list[int] = []
     real = direct_grad.conv4_predict
     monkeypatch.setattr(maml_module, "conv4_predict", lambda net, phi, x: calls.append(len(x)) or real(net, phi, x))
-    one_by_one = [learner.predict(phi, x) for phi, x in zip(phis, inputs, strict=True)]
-    together = learner.predict_many(list(zip(phis, inputs, strict=True)))
-    assert calls == [1, 6, 3, 1, 6, 3]  # the direct path ran for every one
-    for expected, single, batched in zip(reference, one_by_one, together, strict=True):
-        assert single.shape == batched.shape == expected.shape and expected.shape[1] == classes
-        assert close(single, expected) and close(batched, expected)
-        assert torch.equal(single.argmax(1), expected.argmax(1))
+    for states in (phis, folded):
+        calls.clear()
+        one_by_one = [learner.predict(phi, x) for phi, x in zip(states, inputs, strict=True)]
+        together = learner.predict_many(list(zip(states, inputs, strict=True)))
+        assert calls == [1, 6, 3, 1, 6, 3]  # the direct path ran for every one
+        for expected, single, batched in zip(reference, one_by_one, together, strict=True):
+            assert single.shape == batched.shape == expected.shape and expected.shape[1] == classes
+            assert close(single, expected) and close(batched, expected)
+            assert torch.equal(single.argmax(1), expected.argmax(1))
+            assert (single.softmax(1) - expected.softmax(1)).abs().max() <= 1e-5
+
+
+def test_folded_states_predict_only_through_the_direct_path():
+    """A folded serving state holds no parameter of the module, so functional_call would run the
+    module's own weights for it: it goes to conv4_predict whatever the mode and input (grad mode on,
+    a float64 input), in predict and beside requests that need the vmap in predict_many; states
+    without support statistics, ANIL's and a network the direct path does not compute are not folded."""
+    torch.manual_seed(0)
+    spec = ProblemSpec((1, 28, 28), "classification", n_way=5)
+    maml = build_learner("maml", spec, {"channels": 4})
+    phis = [maml.adapt(torch.rand(5, 1, 28, 28), torch.arange(5)) for _ in range(3)]
+    state = maml.serving_state(phis[0])
+    x = torch.rand(2, 1, 28, 28)
+    expected = maml.predict(phis[0], x)
+    assert maml._predicts_directly(state, x) and maml._predicts_directly(state, x.double())  # grad mode on
+    assert close(maml.predict(state, x), expected) and close(maml.predict(state, x.double()), expected)
+    # states without support statistics take the vmap (batch statistics), the folded one the direct path
+    weights_only = [{k: v for k, v in phi.items() if "task_" not in k} for phi in phis]
+    mixed = maml.predict_many([(weights_only[1], x), (state, x), (weights_only[2], x)])
+    assert close(mixed[1], expected)
+    assert close(mixed[0], maml.predict(weights_only[1], x)) and close(mixed[2], maml.predict(weights_only[2], x))
+    assert not direct_grad.is_folded(maml.serving_state(weights_only[0]))
+    anil = build_learner("anil", spec, {"channels": 4})
+    assert not direct_grad.is_folded(anil.serving_state(anil.adapt(torch.rand(5, 1, 28, 28), torch.arange(5))))
+    direct_grad.DIRECT_ON_CPU = False
+    try:
+        assert not direct_grad.is_folded(maml.serving_state(phis[0]))
+    finally:
+        direct_grad.DIRECT_ON_CPU = True
 
 
 def test_direct_predictions_only_where_they_are_the_same_maths():

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from models.direct_grad import is_folded as folded
 from models.episodes import ProblemSpec
 from models.learners.maml import MAML, MAMLConfig
 from service.predictor import Predictor
@@ -39,8 +40,9 @@ def test_concurrent_predictions_for_different_tasks_of_one_model_stay_apart(tmp_
 
 
 def test_cached_states_take_the_learners_serving_form_and_predict_the_same(tmp_path):
-    """A Conv4 MAML task's state is cached with its convolution weights channels-last on the CPU
-    (MAML.serving_state), and predicts what the stored state predicts."""
+    """A Conv4 MAML task's state is cached in its serving form on the CPU (MAML.serving_state: batch
+    norms folded into convolution weights laid out channels-last), and predicts what the stored
+    state predicts; a state without support statistics is cached with the same values, channels-last."""
     torch.manual_seed(0)
     spec = ProblemSpec(input_shape=(1, 28, 28), output="classification", n_way=5)
     config = {"channels": 8, "inner_lr": 0.4, "inner_steps": 2}
@@ -58,6 +60,15 @@ def test_cached_states_take_the_learners_serving_form_and_predict_the_same(tmp_p
         got, expected = predictor.predict(model, task, x), learner.predict(store.load(state_key("tsk_c")), x)
         assert (got - expected).abs().max() <= 1e-5 and torch.equal(got.argmax(1), expected.argmax(1))
     cached = predictor.states.peek("tsk_c")
-    assert cached is not None and set(cached) == set(phi)
+    assert cached is not None and folded(cached)
     assert all(v.is_contiguous(memory_format=torch.channels_last) for v in cached.values() if v.dim() == 4)
-    assert all(torch.equal(cached[k], phi[k]) for k in phi)  # the same values, laid out for the CPU's convolutions
+    assert all(torch.equal(cached[k], phi[k]) for k in ("head.weight", "head.bias"))
+    weights_only = {k: v for k, v in phi.items() if "task_" not in k}  # a state stored before support statistics
+    store.save(state_key("tsk_w"), weights_only)
+    old = Task(id="tsk_w", model_id="mdl_c", status="ready", support_size=5, artifact=state_key("tsk_w"))
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.allclose(predictor.predict(model, old, x), learner.predict(weights_only, x), atol=1e-5)
+    cached = predictor.states.peek("tsk_w")
+    assert cached is not None and not folded(cached) and set(cached) == set(weights_only)
+    assert all(v.is_contiguous(memory_format=torch.channels_last) for v in cached.values() if v.dim() == 4)
+    assert all(torch.equal(cached[k], weights_only[k]) for k in weights_only)  # the same values, laid out for the CPU

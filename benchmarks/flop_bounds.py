@@ -30,13 +30,12 @@ import argparse
 import json
 import os
 import statistics
-import time
 from collections.abc import Callable
 
 import meta_training_speed as mts
 import torch
 import torch.nn.functional as F
-from reporting import RESULTS, setup, write_results
+from reporting import RESULTS, median_ms, setup, write_results
 from thirdparty import NotInstalled
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -54,20 +53,9 @@ def flops_per_task(step: Callable[[list[Episode]], float], episodes: list[Episod
     return counter.get_total_flops() / len(episodes)
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    for _ in range(max(3, repeats // 10)):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
-
-
 def sgemm_gflops(size: int, repeats: int) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
-    return 2 * size**3 / median_ms(lambda: a @ b, repeats) / 1e6
+    return 2 * size**3 / median_ms(lambda: a @ b, repeats, warmup=3) / 1e6
 
 
 def convolution_ms(channels: int, images: int, steps: int, repeats: int) -> dict[str, float]:

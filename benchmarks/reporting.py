@@ -36,6 +36,18 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
 
 
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median milliseconds of `repeats` calls of fn, after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
 def alternating_medians(call: Callable[[], object], use: Callable[[bool], None], repeats: int) -> tuple[float, float]:
     """Median milliseconds of `call` under use(False) and under use(True), the two alternating call by call
     in one process after two warm-up calls of each (so both see the same machine); leaves use(True) set."""

@@ -17,29 +17,16 @@ cores it does not for the layers that cost (see benchmarks/RESULTS.md).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from reporting import setup, write_results
+from reporting import median_ms, setup, write_results
 
 from workers.memory import keep_freed_memory
 
 aten = torch.ops.aten
 LAYERS = [(1, 28), (64, 14), (64, 7), (64, 3)]  # Conv4-64 on 28x28: (input channels, side) of each block's convolution
-
-
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
 
 
 def layer_cases(tasks: int, images: int, c_in: int, side: int, c_out: int) -> dict[str, Callable[[], object]]:

@@ -138,9 +138,10 @@ def fold_batch_norms(net: Conv4, phi: Params) -> Params:
     with the task's support statistics, and follows its convolution, so it folds into it: weight
     * scale and (bias - mean) * scale + beta with scale = gamma / sqrt(var + eps). A prediction then
     runs no batch norm: Conv4-64 at 1 thread, one 28x28 image 0.61 -> 0.47 ms, 16 images of one
-    task 5.5-8.8 -> 4.8 ms (an ad-hoc measurement; benchmarks/RESULTS.md, session 16). The same function to float rounding (tests/models/test_direct_grad.py).
-    Convolution weights channels-last, the layout of the predictions' activations: oneDNN then
-    reorders no weights per prediction. phi needs every block's support statistics (has_statistics)."""
+    task 5.5-8.8 -> 4.8 ms (ad hoc; benchmarks/RESULTS.md, session 16). The same function to float
+    rounding (tests/models/test_direct_grad.py). Convolution weights channels-last, the layout of
+    the predictions' activations: oneDNN then reorders no weights per prediction. phi needs every
+    block's support statistics (has_statistics)."""
     folded: Params = {"head.weight": phi["head.weight"], "head.bias": phi["head.bias"]}
     for i, block in enumerate(blocks(net)):
         conv, norm = f"features.{i}.conv.", f"features.{i}.norm."

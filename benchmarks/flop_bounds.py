@@ -31,6 +31,7 @@ import json
 import os
 import statistics
 from collections.abc import Callable
+from functools import partial
 
 import meta_training_speed as mts
 import torch
@@ -71,9 +72,9 @@ def convolution_ms(channels: int, images: int, steps: int, repeats: int) -> dict
         bias = torch.randn(channels)
         gy = torch.randn_like(F.conv2d(x, w, bias, padding=1))
         mask = [layer > 0, True, True]
-        fwd = median_ms(lambda x=x, w=w, bias=bias: F.conv2d(x, w, bias, padding=1), repeats)
-        bwd = median_ms(lambda gy=gy, x=x, w=w, mask=mask: torch.ops.aten.convolution_backward(
-            gy, x, w, [channels], [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask), repeats)
+        fwd = median_ms(partial(F.conv2d, x, w, bias, padding=1), repeats)
+        bwd = median_ms(partial(torch.ops.aten.convolution_backward, gy, x, w, [channels], [1, 1], [1, 1], [1, 1], False,
+                                [0, 0], 1, mask), repeats)
         rows[f"{c_in}->{channels} at {side}x{side}"] = round(fwd * (steps + 1) + bwd * steps, 3)
         total += fwd * (steps + 1) + bwd * steps
         c_in, side = channels, side // 2

@@ -112,10 +112,7 @@ def main() -> None:
     torch.manual_seed(0)
     state = {k: v.clone() for k, v in Conv4(1, 28, mts.SPEC.n_way, args.channels).state_dict().items()}
     generator = torch.Generator().manual_seed(0)
-    labels = torch.arange(mts.SPEC.n_way)
-    episodes = [Episode(torch.rand(5, 1, 28, 28, generator=generator), labels,
-                        torch.rand(5 * args.queries, 1, 28, 28, generator=generator), labels.repeat(args.queries))
-                for _ in range(2)]
+    episodes = [mts.random_episode(args.queries, generator) for _ in range(2)]
     floor = flops_per_task(mts.floor(state, False, 1, args.channels, CPU), episodes)
     training: dict[str, dict[str, float]] = {}
     for config, (first_order, inner_steps) in mts.CONFIGS.items():

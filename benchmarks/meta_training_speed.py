@@ -58,9 +58,6 @@ CONFIGS = {"SO1": (False, 1), "FO1": (True, 1), "SO5": (False, 5), "FO5": (True,
 CONFIG_NAMES = {"SO1": "second-order, 1 step", "FO1": "first-order, 1 step",
                 "SO5": "second-order, 5 steps", "FO5": "first-order, 5 steps"}
 REFERENCE = {"SO1": (1.84, 2.05, 1.38), "FO1": (1.70, 1.24, 1.38), "SO5": (3.04, 3.27, None), "FO5": (2.17, 1.76, None)}
-# glibc: keep freed blocks up to 32 MB in the heap and never trim it, instead of returning large
-# activations to the system after every use (workers.memory.keep_freed_memory's settings).
-MALLOC_TUNED = MALLOC_ENV
 # The first iteration's meta-losses (same weights, same episodes) must agree closely; later ones may
 # drift by float rounding: ours runs Conv4 channels-last on the CPU (the same maths, other kernels),
 # and Adam's first steps move each weight by about its learning rate whatever its gradient's size,
@@ -229,6 +226,13 @@ def measure(impl: str, config: str, data: Path, channels: int, threads: int, dev
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
+def random_episode(queries: int, generator: torch.Generator) -> Episode:
+    """A 5-way 1-shot episode of random 1x28x28 images, `queries` a class (no dataset needed)."""
+    labels = torch.arange(SPEC.n_way)
+    return Episode(torch.rand(SPEC.n_way, *SPEC.input_shape, generator=generator), labels,
+                   torch.rand(SPEC.n_way * queries, *SPEC.input_shape, generator=generator), labels.repeat(queries))
+
+
 def write_data(path: Path, args: argparse.Namespace) -> str:
     """Initial weights and args.iterations + 1 meta-batches, shared by every child process."""
     torch.manual_seed(0)
@@ -244,11 +248,7 @@ def write_data(path: Path, args: argparse.Namespace) -> str:
         batches = [tasks.sample("train", args.meta_batch, generator) for _ in range(args.iterations + 1)]
         source = "Omniglot (train split)"
     except FileNotFoundError:  # smoke, or no dataset here: random images of the same shape
-        def episode() -> Episode:
-            labels = torch.arange(5)
-            return Episode(torch.rand(5, 1, 28, 28, generator=generator), labels,
-                           torch.rand(5 * args.queries, 1, 28, 28, generator=generator), labels.repeat(args.queries))
-        batches = [[episode() for _ in range(args.meta_batch)] for _ in range(args.iterations + 1)]
+        batches = [[random_episode(args.queries, generator) for _ in range(args.meta_batch)] for _ in range(args.iterations + 1)]
         source = "random images"
     torch.save({"state": state, "batches": [[tuple(e.__dict__.values()) for e in b] for b in batches]}, path)
     return source
@@ -257,7 +257,7 @@ def write_data(path: Path, args: argparse.Namespace) -> str:
 def run_child(impl: str, config: str, data: Path, args: argparse.Namespace) -> dict[str, object]:
     if args.smoke:  # in this process: a fresh interpreter per cell costs seconds of imports
         return measure(impl, config, data, args.channels, args.threads, args.device)
-    env = {**os.environ, **(MALLOC_TUNED if args.malloc == "tuned" else {})}
+    env = {**os.environ, **(MALLOC_ENV if args.malloc == "tuned" else {})}  # workers.memory.keep_freed_memory's settings
     child = [sys.executable, sys.argv[0], "--measure", impl, config, str(data),
              "--channels", str(args.channels), "--threads", str(args.threads), "--device", args.device]
     done = subprocess.run(child, capture_output=True, text=True, env=env, timeout=3600)
@@ -332,7 +332,7 @@ def main() -> None:
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ",".join(CONFIGS))
     p.add_argument("--impls", default=",".join(IMPLS), help="comma-separated subset of " + ",".join(IMPLS))
     p.add_argument("--malloc", choices=("default", "tuned"), default="default",
-                   help="tuned: children run with " + " ".join(f"{k}={v}" for k, v in MALLOC_TUNED.items()))
+                   help="tuned: children run with " + " ".join(f"{k}={v}" for k, v in MALLOC_ENV.items()))
     p.add_argument("--name", default="meta_training_speed", help="results file name")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (benchmarks/gpu.sh)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, 2 iterations, seconds")

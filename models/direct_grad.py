@@ -128,7 +128,7 @@ def has_statistics(net: Conv4, phi: Params) -> bool:
 
 
 def is_folded(phi: Params) -> bool:
-    return "features.0.conv.folded_weight" in phi
+    return "features.0.conv." + FOLDED[0] in phi
 
 
 def fold_batch_norms(net: Conv4, phi: Params) -> Params:
@@ -165,12 +165,10 @@ def conv4_predict(net: Conv4, phi: Params, x: Tensor) -> Tensor:
     h = channels_last(x.to(phi["head.weight"].dtype))
     for i, block in enumerate(blocks(net)):
         conv, norm = f"features.{i}.conv.", f"features.{i}.norm."
-        if folded:
-            z = F.conv2d(h, phi[conv + FOLDED[0]], phi[conv + FOLDED[1]], block.conv.stride, block.conv.padding,  # type: ignore[arg-type]
-                         block.conv.dilation)
-        else:
-            z = F.conv2d(h, phi[conv + "weight"], phi[conv + "bias"], block.conv.stride, block.conv.padding,  # type: ignore[arg-type]
-                         block.conv.dilation)
+        weight, bias = FOLDED if folded else ("weight", "bias")
+        z = F.conv2d(h, phi[conv + weight], phi[conv + bias], block.conv.stride, block.conv.padding,  # type: ignore[arg-type]
+                     block.conv.dilation)
+        if not folded:
             z = F.batch_norm(z, phi[norm + "task_mean"], phi[norm + "task_var"], phi[norm + "weight"], phi[norm + "bias"],
                              training=False, eps=block.norm.eps)
         h = F.max_pool2d(z, POOL).relu_()  # the pool's maximum without its indices

@@ -318,18 +318,25 @@ class MAML(Learner):
                 conv4_predict(self.net, phi, x) if d else None for (phi, x), d in zip(requests, direct, strict=True)  # type: ignore[arg-type]
             ]
             rest = [i for i, d in enumerate(direct) if not d]  # a folded state is never among them: it predicts only directly
-            if not rest:
-                return outputs  # type: ignore[return-value]
-            theta = dict(self.net.named_parameters())
-            for group in same_shape_groups([requests[i] for i in rest]):
-                if len(group) == 1:
-                    outputs[rest[group[0]]] = self.predict(*requests[rest[group[0]]])
-                    continue
-                phis = stack_states([requests[rest[j]][0] for j in group])
-                xs = torch.stack([requests[rest[j]][1] for j in group])
-                outs = vmap_tasks(lambda phi, x: self.predict_with(theta, phi, x), phis, xs)
-                for k, j in enumerate(group):
-                    outputs[rest[j]] = outs[k]
+            if rest:
+                for i, out in zip(rest, self._predict_vmapped([requests[i] for i in rest]), strict=True):
+                    outputs[i] = out
+        return outputs  # type: ignore[return-value]
+
+    def _predict_vmapped(self, requests: list[tuple[Params, Tensor]]) -> list[Tensor]:
+        """One vmap over the stacked task states of each group of same-shaped requests, a plain
+        predict for a lone one. Under no_grad (predict_many)."""
+        outputs: list[Tensor | None] = [None] * len(requests)
+        theta = dict(self.net.named_parameters())
+        for group in same_shape_groups(requests):
+            if len(group) == 1:
+                outputs[group[0]] = self.predict(*requests[group[0]])
+                continue
+            phis = stack_states([requests[i][0] for i in group])
+            xs = torch.stack([requests[i][1] for i in group])
+            outs = vmap_tasks(lambda phi, x: self.predict_with(theta, phi, x), phis, xs)
+            for j, i in enumerate(group):
+                outputs[i] = outs[j]
         return outputs  # type: ignore[return-value]
 
     def state(self) -> Params:
